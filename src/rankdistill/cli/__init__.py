@@ -1,0 +1,21 @@
+"""Command-line interface. Each module registers its commands on the shared Typer app."""
+
+from __future__ import annotations
+
+import sys
+
+from rankdistill.cli import data_cmds, label_cmds, pipeline_cmds, serve_cmds, train_cmds  # noqa: F401
+from rankdistill.cli.app import app
+from rankdistill.errors import RankdistillError
+
+
+def main() -> None:
+    """Entry point: known errors print one clear line instead of a traceback."""
+    try:
+        app(standalone_mode=True)
+    except RankdistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,70 @@
+"""What a language model must offer teachers and the query generator: text out, log-probabilities in.
+
+Backends (llama.cpp, transformers, OpenAI-compatible HTTP) implement this; teachers only see it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Generation:
+    text: str
+    logprob: float = 0.0  # sum of the generated tokens' log-probabilities
+    n_tokens: int = 0
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+
+
+@dataclass
+class ContinuationScore:
+    logprob: float  # sum over the continuation's tokens of log P(token | prompt, earlier tokens)
+    n_tokens: int
+    token_logprobs: list[float] = field(default_factory=list)
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(self.n_tokens, 1)
+
+
+class LLM(ABC):
+    """A model that writes text and gives log-probabilities. Implementations batch internally."""
+
+    #: short backend name, e.g. "llamacpp", "hf", "openai"
+    backend: str = "base"
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What makes this model's outputs what they are (model file/name, backend, precision); part of label keys."""
+
+    @abstractmethod
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: list[str] | None = None,
+        json_schema: dict | None = None,
+    ) -> list[Generation]:
+        """One completion per prompt. `json_schema` constrains the output where the backend can."""
+
+    @abstractmethod
+    def score_continuations(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
+        """log P(continuation | prompt) for each (prompt, continuation) pair."""
+
+    @abstractmethod
+    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
+        """Logit of the first token of each candidate string as the next token after each prompt
+        (e.g. candidates ["false", "true"] gives InRanker's logit pair)."""
+
+    def count_tokens(self, text: str) -> int:  # backends override with their tokenizer
+        return max(1, len(text) // 4)
+
+    def close(self) -> None:
+        """Free resources (files, connections, server processes)."""
