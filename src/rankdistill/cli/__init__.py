@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from rankdistill.cli import data_cmds, label_cmds, pipeline_cmds, serve_cmds, train_cmds  # noqa: F401
+from rankdistill.cli import (  # noqa: F401
+    data_cmds,
+    label_cmds,
+    model_cmds,
+    pipeline_cmds,
+    query_cmds,
+    serve_cmds,
+    train_cmds,
+)
 from rankdistill.cli.app import app
 from rankdistill.errors import RankdistillError
 
