@@ -1,0 +1,152 @@
+"""The report: metrics JSON in, report.md + self-contained report.html out, rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rankdistill.errors import DataError
+from rankdistill.report import load_results, parse_results, write_report
+
+pytest.importorskip("matplotlib", reason="matplotlib (extra 'report') not installed")
+
+
+def _results() -> dict:
+    rng = random.Random(0)
+    qids = [str(i) for i in range(60)]
+    bm25 = {q: rng.random() for q in qids}
+    student = {q: min(1.0, max(0.0, v + rng.uniform(-0.2, 0.35))) for q, v in bm25.items()}
+    teacher = {q: min(1.0, max(0.0, v + rng.uniform(-0.1, 0.4))) for q, v in bm25.items()}
+
+    def system(name, role, per, pps, params):
+        mean = sum(per.values()) / len(per)
+        return {
+            "name": name,
+            "role": role,
+            "pairs_per_second": pps,
+            "parameters": params,
+            "metrics": {"nDCG@10": mean, "RR@10": mean * 1.05, "R@100": 0.9},
+            "per_query": {"nDCG@10": per},
+        }
+
+    return {
+        "dataset": "scifact",
+        "split": "test",
+        "candidates": "BM25 top-100",
+        "queries": 60,
+        "systems": [
+            system("BM25", "baseline", bm25, 250000.0, 0),
+            system("teacher: ensemble", "teacher", teacher, 180.0, 22_700_000),
+            system("student: MiniLM", "student", student, 900.0, 22_700_000),
+        ],
+    }
+
+
+def test_write_report_files(tmp_path: Path) -> None:
+    results = parse_results(_results())
+    files = write_report(
+        results,
+        tmp_path,
+        config={"dataset": {"name": "scifact"}, "seed": 13},
+        stages=[{"name": "bm25", "status": "done", "seconds": 1.5}],
+    )
+    md = files.markdown.read_text()
+    page = files.html.read_text()
+    assert [p.name for p in files.figures] == [
+        "metrics.png",
+        "quality_vs_throughput.png",
+        "per_query_difference.png",
+    ]
+    for p in files.figures:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+        assert f"](figures/{p.name})" in md
+    # the table holds every system and measure, the config and the stage timings are shown
+    for text in (
+        "| BM25 | baseline |",
+        "nDCG@10",
+        "RR@10",
+        "R@100",
+        "pairs/s",
+        "22.7M",
+        "seed: 13",
+        "| bm25 | done | 1.5 |",
+    ):
+        assert text in md, text
+    assert "The student" in md
+    # self-contained: every image inlined, nothing fetched from elsewhere
+    assert page.count('src="data:image/png;base64,') == 3
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert "student: MiniLM" in page
+
+
+def test_per_query_plot_skipped_without_per_query_values(tmp_path: Path) -> None:
+    data = _results()
+    for s in data["systems"]:
+        s["per_query"] = {}
+    files = write_report(parse_results(data), tmp_path)
+    assert [p.name for p in files.figures] == ["metrics.png", "quality_vs_throughput.png"]
+
+
+def test_bad_results_name_the_key(tmp_path: Path) -> None:
+    data = _results()
+    data["systems"][1]["metrics"]["nDCG@10"] = "high"
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"systems\.1\.metrics\.nDCG@10"):
+        load_results(path)
+    data = _results()
+    data["systems"][2]["name"] = "BM25"
+    with pytest.raises(DataError, match="repeated"):
+        parse_results(data)
+    with pytest.raises(DataError, match="file not found"):
+        load_results(tmp_path / "missing.json")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.mark.slow
+def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium binary on PATH (apt-get install -y chromium) to render report.html")
+    import numpy as np
+    from PIL import Image
+
+    files = write_report(parse_results(_results()), tmp_path / "run")
+    shot = tmp_path / "shot.png"
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1000,2600",
+        "--hide-scrollbars",
+        files.html.as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.exists(), f"chromium wrote no screenshot (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1000, 2600)
+    px = np.asarray(img).astype(int).reshape(-1, 3)
+    non_white = float((px.min(axis=1) < 235).mean())
+    # Saturated pixels come only from the plots (text is black/grey): their presence shows the inlined
+    # base64 PNGs decoded and were drawn, not just the page's text.
+    colored = float((px.max(axis=1) - px.min(axis=1) > 80).mean())
+    assert non_white > 0.03, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
+    assert colored > 0.005, f"no plot colours in the screenshot ({colored:.2%} saturated pixels)"
