@@ -1,0 +1,71 @@
+"""Text handling for synthetic queries: cleaning what an LLM wrote, normalising for deduplication,
+splitting documents into sentences for inverse-cloze pseudo-queries."""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+
+_WS = re.compile(r"\s+")
+# Labels a small model tends to repeat at the start of its answer ("Query: ...", "Good Question: ...").
+_LABEL = re.compile(r"^(?:(?:relevant|good|bad)\s+)?(?:query|question)\s*\d*\s*[:\-]\s*", re.IGNORECASE)
+# Enumerations such as "1." or "- " in front of the text.
+_BULLET = re.compile(r"^(?:\d{1,2}[.)]\s+|[-*\u2022]\s+)")
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019"
+# Sentence ends: ., ! or ? followed by space and an upper-case letter, digit or opening bracket/quote.
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"\u201c])")
+_PUNCT = str.maketrans({c: " " for c in string.punctuation + "\u201c\u201d\u2018\u2019\u2013\u2014"})
+
+
+def collapse_ws(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def truncate_words(text: str, max_words: int | None) -> str:
+    """At most `max_words` whitespace-separated words, newlines flattened (the prompt keeps one line a field)."""
+    words = text.split()
+    if max_words is not None and len(words) > max_words:
+        words = words[:max_words]
+    return " ".join(words)
+
+
+def clean_query(raw: str, *, min_words: int = 3, max_words: int = 64, max_chars: int = 400) -> str | None:
+    """The query in a raw generation, or None when there is none worth keeping.
+
+    Keeps the first non-empty line, drops a repeated label ("Query:", "Good Question:") or bullet and
+    surrounding quotes, collapses whitespace. Too short (< `min_words`), too long, or no letters: None.
+    """
+    line = next((ln for ln in raw.splitlines() if ln.strip()), "")
+    text = collapse_ws(line)
+    for _ in range(2):  # a label may hide behind a bullet or the other way round
+        text = _BULLET.sub("", _LABEL.sub("", text)).strip()
+    # Cut a second field the model wrote on the same line ("... Bad Question: ...").
+    text = re.split(r"\s(?:Bad|Good) Question:|\sDocument:|\sExample \d", text, maxsplit=1)[0].strip()
+    if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    text = text.strip(_QUOTES + " ")
+    if not any(ch.isalpha() for ch in text):
+        return None
+    n_words = len(text.split())
+    if n_words < min_words or n_words > max_words or len(text) > max_chars:
+        return None
+    return text
+
+
+def normalise_query(text: str) -> str:
+    """Key under which two queries count as the same: case, accents' forms, punctuation and spacing ignored."""
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_PUNCT)
+    return collapse_ws(text)
+
+
+def is_copied(query: str, document: str) -> bool:
+    """True when the query appears verbatim (after normalisation) in the document: InPars drops those."""
+    q = normalise_query(query)
+    return bool(q) and q in normalise_query(document)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a document by punctuation; good enough for abstracts and web passages."""
+    text = collapse_ws(text)
+    return [s.strip() for s in _SENT_END.split(text) if s.strip()] if text else []
