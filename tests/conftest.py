@@ -37,3 +37,25 @@ def gemma_gguf() -> Path:
     from rankdistill.models import gemma_gguf_path
 
     return gemma_gguf_path()
+
+
+def build_cross_encoder(src: Path, out: Path, num_labels: int = 1, seed: int = 0) -> Path:
+    """A cross-encoder folder (HF sequence classification + `rankdistill.json`) from MiniLM with a seeded
+    head: what an encoder student folder looks like, until trained students exist."""
+    import json
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=num_labels)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    (out / "rankdistill.json").write_text(json.dumps({"student_type": "encoder", "base_model": str(src)}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(minilm_dir, tmp_path_factory) -> Path:
+    """MiniLM with a seeded 1-logit head, saved as an encoder student folder."""
+    return build_cross_encoder(minilm_dir, tmp_path_factory.mktemp("cross_encoder"), num_labels=1)

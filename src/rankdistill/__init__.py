@@ -1,1 +1,43 @@
-"""rankdistill."""
+"""rankdistill: distil large, slow rankers into small, fast, explainable rerankers for your own corpus.
+
+The public API is flat and imported lazily, so `import rankdistill` stays cheap:
+
+    from rankdistill import Reranker, load_dataset, BM25Retriever, evaluate
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Corpus": "rankdistill.data",
+    "Document": "rankdistill.data",
+    "Queries": "rankdistill.data",
+    "Qrels": "rankdistill.data",
+    "Run": "rankdistill.data",
+    "Dataset": "rankdistill.data",
+    "load_dataset": "rankdistill.data",
+    "read_run": "rankdistill.data",
+    "write_run": "rankdistill.data",
+    "BM25Retriever": "rankdistill.retrieval",
+    "evaluate": "rankdistill.evaluation",
+    "Reranker": "rankdistill.inference",
+    "load_llm": "rankdistill.llm",
+    "LabelStore": "rankdistill.labels",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rankdistill' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

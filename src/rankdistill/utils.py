@@ -50,8 +50,14 @@ def pick_dtype(device: str = "cpu", dtype: str | None = "auto"):
     """Resolve a dtype name ('auto', 'bf16', 'fp16', 'fp32') to a torch dtype for the device."""
     import torch
 
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-             "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+    names = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     if dtype not in (None, "auto"):
         try:
             return names[str(dtype).lower()]
@@ -62,13 +68,22 @@ def pick_dtype(device: str = "cpu", dtype: str | None = "auto"):
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it", disable: bool | None = None):
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool | None = None,
+):
     """A tqdm progress bar (rate and time left), silent when not on a terminal unless forced by env."""
     from tqdm.auto import tqdm
 
     if disable is None:
         disable = os.environ.get("RANKDISTILL_PROGRESS", "auto") == "0"
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(
+        iterable, total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, mininterval=0.5
+    )
 
 
 def batched(items: list, size: int):

@@ -47,7 +47,9 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
             raise DataError(f"duplicate document id {doc_id!r}; ids must be unique", path, lineno)
         seen.add(doc_id)
         if "text" not in obj and "title" not in obj:
-            raise DataError("missing field 'text'; expected fields ['_id', 'text'] (and optionally 'title')", path, lineno)
+            raise DataError(
+                "missing field 'text'; expected fields ['_id', 'text'] (and optionally 'title')", path, lineno
+            )
         yield Document(
             id=doc_id,
             text=_str(obj.get("text"), path, lineno, "text"),
@@ -94,7 +96,11 @@ def read_beir_qrels(path: str | Path, name: str = "") -> Qrels:
             if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
                 continue
             if len(row) != 3:
-                raise DataError(f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}", path, lineno)
+                raise DataError(
+                    f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}",
+                    path,
+                    lineno,
+                )
             qid, did, grade = (c.strip() for c in row)
             try:
                 g = int(float(grade))

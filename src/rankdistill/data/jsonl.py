@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -34,7 +33,11 @@ def iter_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[tuple
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line", path, lineno) from None
+                raise DataError(
+                    f"invalid JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line",
+                    path,
+                    lineno,
+                ) from None
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
             for key in required:
@@ -49,7 +52,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open_text(tmp, "wt") if path.suffix == ".gz" else io.open(tmp, "w", encoding="utf-8") as fh:
+    with open_text(tmp, "wt") if path.suffix == ".gz" else open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1

@@ -1,0 +1,3 @@
+from rankdistill.cli import main
+
+main()
