@@ -1,5 +1,34 @@
-"""CLI commands (registered on the shared app)."""
+"""`rankdistill train CONFIG`: train a student from a YAML config (see rankdistill.training.config)."""
 
 from __future__ import annotations
 
-from rankdistill.cli.app import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from rankdistill.cli.app import app
+
+
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Argument(..., help="YAML training config (student, losses, phases, training, dev)."),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", "-o", help="Override the config's output_dir."
+    ),
+    check: bool = typer.Option(False, "--check", help="Validate the config and exit."),
+) -> None:
+    """Train a student on teacher labels: phases in order, checkpoints, resume, dev nDCG@10."""
+    from rankdistill.training.config import load_config
+
+    cfg = load_config(config)
+    if output_dir is not None:
+        cfg.output_dir = output_dir
+    if check:
+        typer.echo(
+            f"{config}: OK ({len(cfg.phases)} phase(s), losses: {', '.join(x.name for x in cfg.losses)})"
+        )
+        return
+    from rankdistill.training.run import train_from_config
+
+    final = train_from_config(cfg)
+    typer.echo(f"student saved to {final}")

@@ -1,0 +1,141 @@
+"""Training data: (query, document, label) rows from JSONL, from the label store, or built from
+teacher-scored candidates; turned into a `datasets.Dataset` for the trainer."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rankdistill.data.jsonl import iter_jsonl, write_jsonl
+from rankdistill.data.types import Run
+from rankdistill.errors import DataError
+
+DOC_KEYS = ("document", "doc", "text", "passage")
+
+
+def _label(value: Any, path, lineno) -> float | list[float]:
+    if isinstance(value, bool) or value is None:
+        raise DataError(
+            f"'label' must be a number or a [false, true] logit pair, got {value!r}", path, lineno
+        )
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(x, (int, float)) for x in value):
+        return [float(value[0]), float(value[1])]
+    raise DataError(f"'label' must be a number or a [false, true] logit pair, got {value!r}", path, lineno)
+
+
+def read_pairs_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows `{"query": str, "document": str, "label": float | [false_logit, true_logit]}`.
+
+    The document may also be under "doc", "text" or "passage" (the label store exports "doc"). All rows
+    must have the same label shape; a bad row raises a DataError naming the line.
+    """
+    rows: list[dict[str, Any]] = []
+    shape = None
+    for lineno, obj in iter_jsonl(path, required=("query", "label")):
+        doc = next((obj[k] for k in DOC_KEYS if k in obj), None)
+        if not isinstance(doc, str) or not isinstance(obj["query"], str):
+            raise DataError(
+                f"expected string fields 'query' and one of {list(DOC_KEYS)} for the document", path, lineno
+            )
+        label = _label(obj["label"], path, lineno)
+        this = "pair" if isinstance(label, list) else "scalar"
+        if shape is None:
+            shape = this
+        elif shape != this:
+            raise DataError(
+                f"label is a {this} but earlier rows have {shape} labels; use one kind", path, lineno
+            )
+        rows.append({"query": obj["query"], "document": doc, "label": label})
+    if not rows:
+        raise DataError("no training rows; expected JSONL rows with 'query', 'document' and 'label'", path)
+    return rows
+
+
+def write_pairs_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
+    return write_jsonl(
+        path, ({"query": r["query"], "document": r["document"], "label": r["label"]} for r in rows)
+    )
+
+
+def pairs_from_label_store(store_path: str | Path, **filters: Any) -> list[dict[str, Any]]:
+    """Rows exported by `rankdistill.labels.LabelStore.export_jsonl` (query/doc/label rows)."""
+    import tempfile
+
+    from rankdistill.labels import LabelStore
+
+    store = LabelStore(store_path)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "labels.jsonl"
+            store.export_jsonl(out, **filters)
+            return read_pairs_jsonl(out)
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+def minmax(scores: Mapping[str, float]) -> dict[str, float]:
+    """Per-query min-max scaling to [0, 1] (all equal -> 0.5)."""
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi - lo <= 1e-12:
+        return dict.fromkeys(scores, 0.5)
+    return {d: (s - lo) / (hi - lo) for d, s in scores.items()}
+
+
+def pairs_from_teacher_run(
+    queries: Mapping[str, str],
+    teacher: Run,
+    documents: Mapping[str, str],
+    per_query: int = 16,
+    top: int = 4,
+    normalize: str = "minmax",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Training pairs from a teacher's scores over each query's candidates.
+
+    Per query: the teacher's `top` best documents (the ones nDCG@10 is about) plus `per_query - top`
+    drawn at random from the rest of its candidates (so the student also sees the long tail it must push
+    down). Labels are the teacher scores min-max scaled per query to [0, 1] (`normalize="minmax"`),
+    computed over all candidates before sampling, or used as they are (`"none"`, already probabilities).
+    """
+    if normalize not in ("minmax", "none"):
+        raise ValueError(f"normalize must be 'minmax' or 'none', got {normalize!r}")
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    for qid in teacher.query_ids:
+        if qid not in queries:
+            continue
+        scores = teacher[qid]
+        labels = minmax(scores) if normalize == "minmax" else dict(scores)
+        ranked = [d for d, _ in teacher.ranked(qid)]
+        chosen = ranked[:top]
+        rest = ranked[top:]
+        chosen += rng.sample(rest, min(len(rest), max(per_query - top, 0)))
+        for d in chosen:
+            rows.append(
+                {"query": queries[qid], "document": documents[d], "label": float(labels[d]), "qid": qid}
+            )
+    rng.shuffle(rows)
+    return rows
+
+
+def to_dataset(rows: list[Mapping[str, Any]]):
+    """A `datasets.Dataset` with the columns the pair losses expect, in order: query, document, label."""
+    from datasets import Dataset
+
+    if not rows:
+        raise ValueError("no training rows")
+    return Dataset.from_dict(
+        {
+            "query": [r["query"] for r in rows],
+            "document": [r["document"] for r in rows],
+            "label": [r["label"] for r in rows],
+        }
+    )

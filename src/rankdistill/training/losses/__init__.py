@@ -1,0 +1,108 @@
+"""Training losses, one module each, all with the same interface (see `base.py`):
+`loss = Loss(model, **args)`; `loss(inputs, labels) -> scalar`; combine with `CombinedLoss` or `build_loss`.
+
+rankdistill adds what sentence-transformers lacks (InRanker's logit-pair MSE, soft BCE on teacher
+probabilities, the Term Control Layer's auxiliary loss) and exposes sentence-transformers' own
+CrossEncoder losses (MSE, MarginMSE, RankNet, ListNet, BCE, LambdaLoss) under the same names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from rankdistill.training.losses.base import (
+    DistillationLoss,
+    PairForward,
+    encode_pairs,
+    labels_to_probability,
+    logits_to_scores,
+    stack_labels,
+)
+from rankdistill.training.losses.combined import CombinedLoss
+from rankdistill.training.losses.inranker_mse import InRankerMSELoss
+from rankdistill.training.losses.soft_bce import SoftBCELoss
+from rankdistill.training.losses.term_control import TermControlLoss
+
+LossFactory = Callable[..., nn.Module]
+
+_REGISTRY: dict[str, LossFactory] = {
+    "inranker_mse": InRankerMSELoss,
+    "soft_bce": SoftBCELoss,
+    "term_control": TermControlLoss,
+}
+
+# sentence-transformers' CrossEncoder losses, looked up lazily so importing this package stays cheap.
+_ST_LOSSES = {
+    "mse": "MSELoss",
+    "margin_mse": "MarginMSELoss",
+    "ranknet": "RankNetLoss",
+    "listnet": "ListNetLoss",
+    "bce": "BinaryCrossEntropyLoss",
+    "lambda": "LambdaLoss",
+}
+
+
+def register_loss(name: str, factory: LossFactory) -> None:
+    """Make a loss available by name to `build_loss` and to training configs (`losses: [{name: ...}]`)."""
+    _REGISTRY[name] = factory
+
+
+def loss_names() -> list[str]:
+    return sorted(set(_REGISTRY) | set(_ST_LOSSES))
+
+
+def get_loss(name: str) -> LossFactory:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _ST_LOSSES:
+        from sentence_transformers.cross_encoder import losses as st_losses
+
+        return getattr(st_losses, _ST_LOSSES[name])
+    # a loss module that registers itself at import (e.g. training/losses/joint.py)
+    if name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        importlib.import_module(f"{__name__}.{name}")
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    raise KeyError(f"unknown loss {name!r}; expected one of {', '.join(loss_names())}")
+
+
+def build_loss(model, specs: Sequence[Mapping[str, Any]] | Mapping[str, float]) -> nn.Module:
+    """One loss, or a `CombinedLoss` when several are given.
+
+    `specs` is a list of `{"name": ..., "weight": 1.0, "args": {...}}` or a mapping name -> weight.
+    """
+    if isinstance(specs, Mapping):
+        specs = [{"name": n, "weight": w} for n, w in specs.items()]
+    built: dict[str, tuple[nn.Module, float]] = {}
+    for spec in specs:
+        name = spec["name"]
+        key = name if name not in built else f"{name}_{len(built)}"
+        built[key] = (get_loss(name)(model, **dict(spec.get("args") or {})), float(spec.get("weight", 1.0)))
+    if len(built) == 1:
+        ((loss, weight),) = built.values()
+        if weight == 1.0:
+            return loss
+    return CombinedLoss(model, built)
+
+
+__all__ = [
+    "CombinedLoss",
+    "DistillationLoss",
+    "InRankerMSELoss",
+    "PairForward",
+    "SoftBCELoss",
+    "TermControlLoss",
+    "build_loss",
+    "encode_pairs",
+    "get_loss",
+    "labels_to_probability",
+    "logits_to_scores",
+    "loss_names",
+    "register_loss",
+    "stack_labels",
+]

@@ -1,0 +1,122 @@
+"""The loss interface every rankdistill loss follows (the one sentence-transformers' CrossEncoder losses use).
+
+A loss is an `nn.Module` built with the model it trains (`loss = SomeLoss(model, ...)`, kept as
+`loss.model`) and called with one batch: `loss(inputs, labels) -> scalar tensor`, where `inputs` is the
+list of text columns of the dataset (for pairs: `[queries, documents]`) and `labels` the label column as a
+tensor. Any such module plugs into `DistillationTrainer` and into `CombinedLoss` (weighted sums).
+
+Losses defined here also expose `compute(forward, labels)`, working from a `PairForward`: one forward
+pass of the encoder that several losses share inside `CombinedLoss`, so adding the Term Control Layer's
+auxiliary loss to the ranking loss costs no second pass over the encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class PairForward:
+    """One forward pass of a cross-encoder over (query, document) pairs."""
+
+    queries: list[str]
+    documents: list[str]
+    encoding: Any  # the tokenizer's BatchEncoding (with offsets when hidden states were asked for)
+    logits: torch.Tensor  # (batch, num_labels)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # per layer, (batch, seq, dim); None unless asked
+    cache: dict[str, Any] = field(default_factory=dict)  # per-batch values losses share (e.g. TCL's mask)
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """The ranking score of each pair: the logit (1 label) or logit(true) - logit(false) (2 labels)."""
+        return logits_to_scores(self.logits)
+
+
+def logits_to_scores(logits: torch.Tensor) -> torch.Tensor:
+    if logits.shape[-1] == 1:
+        return logits[..., 0]
+    if logits.shape[-1] == 2:
+        return logits[..., 1] - logits[..., 0]
+    raise ValueError(f"expected 1 or 2 output labels (score, or false/true logits), got {logits.shape[-1]}")
+
+
+def stack_labels(labels: torch.Tensor | Sequence[torch.Tensor] | None) -> torch.Tensor:
+    """The collator gives a tensor for scalar labels and a list of tensors for list labels."""
+    if labels is None:
+        raise ValueError("this loss needs a 'label' column (teacher scores) in the training data")
+    if isinstance(labels, torch.Tensor):
+        return labels.float()
+    return torch.stack([torch.as_tensor(x) for x in labels]).float()
+
+
+def labels_to_probability(labels: torch.Tensor) -> torch.Tensor:
+    """Teacher relevance as a probability: a (false, true) logit pair goes through a softmax, a scalar
+    is taken as a probability and must lie in [0, 1]."""
+    if labels.dim() == 2 and labels.shape[1] == 2:
+        return torch.softmax(labels.float(), dim=-1)[:, 1]
+    labels = labels.float().view(-1)
+    if labels.numel() and (labels.min() < 0 or labels.max() > 1):
+        raise ValueError(
+            "expected teacher probabilities in [0, 1] or (false, true) logit pairs as labels, "
+            f"got values in [{labels.min().item():.3g}, {labels.max().item():.3g}]"
+        )
+    return labels
+
+
+def pairs_from_inputs(inputs: Sequence[Sequence[str]]) -> tuple[list[str], list[str]]:
+    if len(inputs) != 2:
+        raise ValueError(
+            f"expected a dataset with two text columns (query, document) before the label, got {len(inputs)}"
+        )
+    return list(inputs[0]), list(inputs[1])
+
+
+def encode_pairs(model, queries: list[str], documents: list[str], hidden_states: bool = False) -> PairForward:
+    """Tokenize (query, document) pairs the way CrossEncoder does (longest-first truncation to the
+    model's max length) and run the underlying Hugging Face sequence-classification model once."""
+    hf_model = model.model
+    tokenizer = model.tokenizer
+    encoding = tokenizer(
+        queries,
+        documents,
+        padding=True,
+        truncation="longest_first",
+        max_length=model.max_seq_length,
+        return_tensors="pt",
+        return_offsets_mapping=hidden_states,
+    )
+    features = {k: v.to(model.device) for k, v in encoding.items() if k != "offset_mapping"}
+    out = hf_model(**features, output_hidden_states=hidden_states, return_dict=True)
+    return PairForward(
+        queries=queries,
+        documents=documents,
+        encoding=encoding,
+        logits=out.logits.float(),
+        hidden_states=out.hidden_states if hidden_states else None,
+    )
+
+
+class DistillationLoss(nn.Module):
+    """Base of rankdistill's pair losses: `forward` encodes the batch, `compute` holds the loss itself."""
+
+    needs_hidden_states = False
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, labels, prompt: str | None = None, task: str | None = None) -> torch.Tensor:
+        queries, documents = pairs_from_inputs(inputs)
+        fwd = encode_pairs(self.model, queries, documents, hidden_states=self.needs_hidden_states)
+        return self.compute(fwd, labels)
+
+    def compute(self, fwd: PairForward, labels) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,125 @@
+"""The decoder student's joint loss: a ranking loss on teacher scores plus the LM loss of teacher reasoning.
+
+RRA-GPT (RRADistill) and ReasoningRank train one causal LM to rank and to explain at once. Both signals
+come out of a single forward pass here: the ranking head reads the hidden state of the prompt's last
+token, and the reasoning tokens come after it, so (causal attention) the score never sees the
+reasoning it is trained next to, and at inference the score of the prompt alone is exactly the score
+that was trained.
+
+    loss = rank_weight * rank_loss(student scores, teacher scores) + lm_weight * LM loss(reasoning)
+
+The ranking loss works on groups: one query and its candidates, padded to the longest group of the
+batch and masked. Pairs without reasoning text still count for ranking; they add nothing to the LM
+term (their target tokens are all -100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RankLossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def pointwise_mse(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between student and teacher scores (InRanker-style regression on the logit)."""
+    diff = (scores - targets)[mask]
+    return (diff * diff).mean()
+
+
+def ranknet(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RankNet: -log sigmoid(s_i - s_j) for every pair of one group the teacher orders i above j."""
+    prefer = (targets.unsqueeze(2) > targets.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)
+    if not prefer.any():  # all teacher scores tied: nothing to learn from order
+        return scores.sum() * 0.0
+    diff = scores.unsqueeze(2) - scores.unsqueeze(1)
+    return F.softplus(-diff[prefer]).mean()
+
+
+def listnet(
+    scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """ListNet: cross-entropy between the teacher's and the student's top-one distributions per group."""
+    neg = torch.finfo(scores.dtype).min
+    log_p_student = torch.log_softmax(scores.masked_fill(~mask, neg), dim=-1)
+    p_teacher = torch.softmax((targets / temperature).masked_fill(~mask, neg), dim=-1)
+    per_group = -(p_teacher * log_p_student.masked_fill(~mask, 0.0)).sum(-1)
+    return per_group[mask.sum(-1) > 1].mean() if (mask.sum(-1) > 1).any() else scores.sum() * 0.0
+
+
+RANK_LOSSES: dict[str, RankLossFn] = {"mse": pointwise_mse, "ranknet": ranknet, "listnet": listnet}
+
+
+class JointRankLMLoss(nn.Module):
+    """Ranking loss on the head's scores plus the language-model loss of the reasoning text, weighted.
+
+    Args:
+        model: a `rankdistill.students.decoder.DecoderStudent`.
+        rank_loss: "mse" (pointwise), "ranknet" (pairwise) or "listnet" (listwise), or a callable
+            `(scores[G, N], teacher[G, N], mask[G, N]) -> scalar`.
+        rank_weight, lm_weight: weights of the two terms; `lm_weight=0` trains a ranker only.
+        temperature: divides teacher scores before ListNet's softmax (teacher logits are often wide).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        rank_loss: str | RankLossFn = "listnet",
+        rank_weight: float = 1.0,
+        lm_weight: float = 0.5,
+        temperature: float = 1.0,
+    ):
+        super().__init__()
+        if isinstance(rank_loss, str):
+            if rank_loss not in RANK_LOSSES:
+                raise ValueError(
+                    f"unknown rank_loss {rank_loss!r}; expected one of {sorted(RANK_LOSSES)} or a callable"
+                )
+            self.rank_loss_name = rank_loss
+            fn = RANK_LOSSES[rank_loss]
+            self.rank_fn: RankLossFn = (
+                (lambda s, t, m: listnet(s, t, m, temperature)) if rank_loss == "listnet" else fn
+            )
+        else:
+            self.rank_loss_name = getattr(rank_loss, "__name__", "custom")
+            self.rank_fn = rank_loss
+        if rank_weight < 0 or lm_weight < 0 or rank_weight + lm_weight == 0:
+            raise ValueError(f"weights must be >= 0 and not both 0, got rank={rank_weight}, lm={lm_weight}")
+        self.model = model
+        self.rank_weight = rank_weight
+        self.lm_weight = lm_weight
+        self.temperature = temperature
+        #: the last batch's terms, for logging
+        self.last_terms: dict[str, float] = {}
+
+    def forward(self, features: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """features: a `DecoderCollator` batch; labels: teacher scores [groups, max group size]."""
+        mask = features["group_mask"]
+        with_lm = self.lm_weight > 0 and bool((features["lm_labels"] != -100).any())
+        out = self.model(
+            input_ids=features["input_ids"],
+            attention_mask=features["attention_mask"],
+            score_index=features["score_index"],
+            lm_labels=features["lm_labels"] if with_lm else None,
+        )
+        # flat pair scores back into [groups, size] in the collator's order
+        grouped = out.scores.new_zeros(mask.shape).masked_scatter(mask, out.scores.float())
+        rank = self.rank_fn(grouped, labels.float(), mask)
+        loss = self.rank_weight * rank
+        terms = {"rank_loss": float(rank.detach())}
+        if with_lm:
+            loss = loss + self.lm_weight * out.lm_loss
+            terms["lm_loss"] = float(out.lm_loss.detach())
+        self.last_terms = terms
+        return loss
+
+    def get_config_dict(self) -> dict:
+        return {
+            "rank_loss": self.rank_loss_name,
+            "rank_weight": self.rank_weight,
+            "lm_weight": self.lm_weight,
+            "temperature": self.temperature,
+        }

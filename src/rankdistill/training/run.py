@@ -1,0 +1,135 @@
+"""`rankdistill train CONFIG`: build the student, read each phase's rows, train the phases, save."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from rankdistill.errors import DataError, RankdistillError
+from rankdistill.training.config import DataConfig, DevConfig, TrainConfig, TrainingConfig
+from rankdistill.training.data import minmax, read_pairs_jsonl
+from rankdistill.training.trainer import Phase, TrainSettings, train_phases
+from rankdistill.utils import stable_hash
+
+log = logging.getLogger(__name__)
+
+
+def settings_from(cfg: TrainingConfig, seed: int) -> TrainSettings:
+    return TrainSettings(**cfg.model_dump(), seed=seed)
+
+
+def rows_from_label_store(data: DataConfig, data_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Pointwise records of the label store as training rows; document ids resolve against the dataset."""
+    from rankdistill.data.datasets import load_dataset
+    from rankdistill.labels.store import LabelStore
+
+    corpus = load_dataset(data.dataset, data_dir=data_dir).corpus
+    rows: list[dict[str, Any]] = []
+    by_query: dict[str, list[int]] = {}
+    with LabelStore(data.label_store) as store:
+        for rec in store.iter_records(kind="pointwise", teacher=data.teacher):
+            if not rec.doc_ids or rec.query is None:
+                continue
+            doc = corpus.get(rec.doc_ids[0])
+            if doc is None:
+                raise DataError(
+                    f"label {rec.key} names document {rec.doc_ids[0]!r}, which is not in {data.dataset}'s corpus",
+                    data.label_store,
+                )
+            value = rec.value if isinstance(rec.value, dict) else {"score": rec.value}
+            if data.label == "logits":
+                if not value.get("logits") or len(value["logits"]) != 2:
+                    raise DataError(
+                        f"label {rec.key} has no [false, true] logits; use label: minmax", data.label_store
+                    )
+                label: Any = [float(x) for x in value["logits"]]
+            else:
+                label = float(value["score"])
+            by_query.setdefault(rec.query, []).append(len(rows))
+            rows.append({"query": rec.query, "document": doc.full_text, "label": label})
+    if not rows:
+        raise DataError(
+            f"no pointwise labels (teacher={data.teacher!r}) in the label store", data.label_store
+        )
+    if data.label == "minmax":
+        for idx in by_query.values():
+            scaled = minmax({str(i): rows[i]["label"] for i in idx})
+            for i in idx:
+                rows[i]["label"] = scaled[str(i)]
+    return rows
+
+
+def phase_rows(data: DataConfig, seed: int, data_dir: Path | None = None) -> list[dict[str, Any]]:
+    rows = read_pairs_jsonl(data.jsonl) if data.jsonl is not None else rows_from_label_store(data, data_dir)
+    if data.max_rows is not None and len(rows) > data.max_rows:
+        rows = random.Random(seed).sample(rows, data.max_rows)
+    return rows
+
+
+def dev_evaluator(dev: DevConfig, seed: int, data_dir: Path | None = None):
+    """BM25 top-k of up to `max_queries` queries of a judged split, reranked by the student."""
+    from rankdistill.data.datasets import load_dataset
+    from rankdistill.retrieval.bm25 import BM25Retriever
+    from rankdistill.training.evaluator import RerankingEvaluator
+
+    ds = load_dataset(dev.dataset, data_dir=dev.data_dir or data_dir)
+    qrels = ds.qrels(dev.split)
+    queries = ds.split_queries(dev.split)
+    qids = sorted(q for q in queries if q in qrels)
+    if len(qids) > dev.max_queries:
+        qids = sorted(random.Random(seed).sample(qids, dev.max_queries))
+    queries = queries.subset(qids)
+    run = BM25Retriever.from_corpus(ds.corpus).retrieve(queries, k=dev.k)
+    documents = {d: ds.corpus[d].full_text for q in run.query_ids for d in run[q]}
+    return RerankingEvaluator(queries, run, documents, qrels, k=dev.k, name="dev")
+
+
+def train_from_config(cfg: TrainConfig) -> Path:
+    """Run a whole training config; returns the folder of the final student."""
+    from rankdistill.students.encoder import load_encoder_student, save_student
+    from rankdistill.training.losses import build_loss
+
+    if cfg.student.type != "encoder":
+        raise RankdistillError(f"student.type {cfg.student.type!r} is not trained by this command")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(
+        json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+    )
+    model = load_encoder_student(
+        cfg.student.base,
+        cfg.student.num_layers,
+        cfg.student.num_labels,
+        cfg.student.max_length,
+        seed=cfg.seed,
+    )
+    specs = [spec.model_dump() for spec in cfg.losses]
+    phases = []
+    for p in cfg.phases:
+        rows = phase_rows(p.data, cfg.seed, cfg.data_dir)
+        log.info("phase %s: %d training rows", p.name, len(rows))
+        phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed)))
+    evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
+    summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)
+    final = out / "final"
+    save_student(
+        model,
+        final,
+        {
+            "base": cfg.student.base,
+            "losses": specs,
+            "phases": [
+                {"name": p["name"], "rows": p["rows"], "steps": p["steps"]} for p in summary["phases"]
+            ],
+            "seed": cfg.seed,
+            "config_hash": stable_hash(cfg.model_dump(mode="json"), 16),
+        },
+    )
+    if evaluator is not None:
+        (out / "dev_history.json").write_text(
+            json.dumps(evaluator.history, indent=1) + "\n", encoding="utf-8"
+        )
+    return final
