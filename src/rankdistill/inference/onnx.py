@@ -1,0 +1,223 @@
+"""ONNX export of an encoder student and an ONNX Runtime backend for `Reranker`.
+
+`export_onnx(model_dir)` writes `model_dir/onnx/model.onnx` (fp32), optionally `model_int8.onnx`
+(dynamic int8 quantisation of the weights), then times every backend on the same pairs on this
+machine and records the result in `model_dir/onnx/backend.json`. `Reranker.load(backend="auto")`
+reads that file and uses the fastest backend whose scores stay within `tolerance` of fp32 torch,
+so ONNX is used only where it is both faster and faithful; int8 is then usually left to an explicit
+`backend="onnx-int8"`, since quantisation moves scores by more than the default tolerance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankdistill.errors import RankdistillError, require
+
+log = logging.getLogger(__name__)
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+
+
+class OnnxBackend:
+    """An exported model run by ONNX Runtime on CPU; same call contract as the torch backend."""
+
+    def __init__(self, model_file: str | Path, num_labels: int, threads: int | None = None):
+        ort = require("onnxruntime", "onnx", "The ONNX Runtime backend")
+        model_file = Path(model_file)
+        if not model_file.is_file():
+            raise RankdistillError(f"{model_file}: no ONNX model; create it with `rankdistill export --onnx`")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.num_labels = int(num_labels)
+        self.threads = threads
+        self.int8 = model_file.name == INT8_FILE
+        self.name = "onnx-int8" if self.int8 else "onnx"
+        self.dtype_name = "int8" if self.int8 else "float32"
+        self.model_file = model_file
+
+    @classmethod
+    def from_model_dir(
+        cls, model_dir: str | Path, int8: bool = False, threads: int | None = None
+    ) -> OnnxBackend:
+        model_dir = Path(model_dir)
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        from rankdistill.inference.reranker import ONNX_DIR
+
+        return cls(
+            model_dir / ONNX_DIR / (INT8_FILE if int8 else FP32_FILE), config.get("num_labels", 1), threads
+        )
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = (
+                token_type_ids if token_type_ids is not None else np.zeros_like(input_ids)
+            )
+        return self.session.run(["logits"], feeds)[0].astype(np.float32, copy=False)
+
+
+def _export_graph(model_dir: Path, out_file: Path, opset: int) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    # The "eager" attention traces to plain ops every ONNX Runtime version runs.
+    if hasattr(model, "set_attn_implementation"):
+        with contextlib.suppress(Exception):  # older models without the switch export as they are
+            model.set_attn_implementation("eager")
+    sample = tokenizer(
+        ["a short query", "another query"],
+        ["a document", "a somewhat longer document text"],
+        padding=True,
+        return_tensors="pt",
+    )
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+    args = tuple(sample[n] for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+
+    class _Logits(torch.nn.Module):
+        # Positional inputs in a fixed order and a single tensor out: what the exporter handles best.
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs, strict=True))).logits
+
+    with torch.no_grad():
+        torch.onnx.export(
+            _Logits(model),
+            args,
+            str(out_file),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _calibration_pairs(tokenizer: Any, n: int = 256, seed: int = 0) -> list[tuple[str, str]]:
+    """Pairs of realistic lengths (queries of 4-12 words, documents of 30-250) made of vocabulary words;
+    used to time the backends and compare their scores when no real pairs are given."""
+    rng = random.Random(seed)
+    vocab = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 2 and w.isascii()]
+    vocab.sort()
+    if not vocab:
+        raise RankdistillError("the tokenizer vocabulary has no plain words to build calibration pairs from")
+    pairs = []
+    for _ in range(n):
+        q = " ".join(rng.choices(vocab, k=rng.randint(4, 12)))
+        d = " ".join(rng.choices(vocab, k=rng.randint(30, 250)))
+        pairs.append((q, d))
+    return pairs
+
+
+def measure_backends(
+    model_dir: str | Path,
+    backends: list[str],
+    pairs: list[tuple[str, str]] | None = None,
+    threads: int | None = None,
+    repeats: int = 2,
+) -> dict[str, dict[str, Any]]:
+    """Pairs per second of each backend on the same pairs, and the largest score difference to
+    fp32 torch (the reference every backend is compared with)."""
+    from rankdistill.inference.reranker import Reranker
+
+    reference = Reranker.load(model_dir, backend="torch", dtype="fp32", threads=threads)
+    pairs = pairs or _calibration_pairs(reference.tokenizer)
+    ref_scores = np.asarray(reference.score(pairs))
+    out: dict[str, dict[str, Any]] = {}
+    for name in backends:
+        rr = (
+            reference
+            if name == "torch-fp32"
+            else Reranker.load(model_dir, backend=name.split("-fp32")[0], threads=threads)
+        )
+        rr.score(pairs[:16])  # warm-up: first calls allocate and pick kernels
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            scores = np.asarray(rr.score(pairs))
+            best = min(best, time.perf_counter() - t0)
+        out[name] = {
+            "pairs_per_s": round(len(pairs) / best, 2),
+            "dtype": rr.info().get("dtype"),
+            "max_abs_diff_vs_torch_fp32": round(float(np.max(np.abs(scores - ref_scores))), 5),
+        }
+        log.info("%s: %.1f pairs/s", name, out[name]["pairs_per_s"])
+    return out
+
+
+def export_onnx(
+    model_dir: str | Path,
+    *,
+    int8: bool = False,
+    opset: int = 17,
+    measure: bool = True,
+    pairs: list[tuple[str, str]] | None = None,
+    threads: int | None = None,
+    tolerance: float = 0.02,
+) -> dict[str, Any]:
+    """Export an encoder student / cross-encoder folder to `model_dir/onnx/` and record which backend is
+    fastest here (see the module docstring). Returns what was written to `backend.json`."""
+    require("onnx", "onnx", "ONNX export")
+    require("onnxruntime", "onnx", "ONNX export")
+    from rankdistill.inference.reranker import BACKEND_CHOICE, ONNX_DIR, read_model_config
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise RankdistillError(f"{model_dir}: not a model folder (no config.json)")
+    if read_model_config(model_dir).get("student_type") == "decoder":
+        raise RankdistillError(f"{model_dir}: ONNX export supports encoder students only; this is a decoder")
+    out_dir = model_dir / ONNX_DIR
+    out_dir.mkdir(exist_ok=True)
+    fp32 = out_dir / FP32_FILE
+    _export_graph(model_dir, fp32, opset)
+    files = [FP32_FILE]
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(out_dir / INT8_FILE), weight_type=QuantType.QInt8)
+        files.append(INT8_FILE)
+    elif (out_dir / INT8_FILE).exists():
+        (out_dir / INT8_FILE).unlink()  # a stale int8 file from an older export would not match the weights
+    record: dict[str, Any] = {
+        "files": files,
+        "opset": opset,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "tolerance": tolerance,
+        "auto": "torch",
+    }
+    if measure:
+        names = ["torch", "onnx"] + (["onnx-int8"] if int8 else [])
+        measured = measure_backends(model_dir, names, pairs=pairs, threads=threads)
+        record["measured"] = measured
+        eligible = [
+            n for n in names if n == "torch" or measured[n]["max_abs_diff_vs_torch_fp32"] <= tolerance
+        ]
+        record["auto"] = max(eligible, key=lambda n: measured[n]["pairs_per_s"])
+    (out_dir / BACKEND_CHOICE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record

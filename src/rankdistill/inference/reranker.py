@@ -1,0 +1,522 @@
+"""`Reranker`: load any trained student (or a Hugging Face cross-encoder folder) and rank documents fast.
+
+Speed comes from doing as little as possible per call: the model, tokenizer and backend are built once in
+`load()`; each call tokenises all its pairs in one batched (Rust) tokenizer call, sorts them by length so
+each batch is padded only to its own longest pair, and runs the model under `torch.inference_mode()` in
+bf16 on CPUs with native bf16 (fp32 otherwise), or through ONNX Runtime when that was exported and
+measured faster (`rankdistill export --onnx`).
+
+Scores are raw logits: with one output, the logit; with two (InRanker's false/true pair), logit[1] - logit[0].
+Both are monotone in relevance, which is all ranking needs; apply a sigmoid for a probability.
+
+Long documents (the `long_docs` argument, per call or as the default of `load`):
+
+- ``"truncate"`` (default): the pair is cut to `max_length` tokens, the document losing tokens first
+  (the query is cut only when it alone takes more than half the window), as sentence-transformers does.
+- ``"maxp"``: the document is split into overlapping passages that each fit beside the query
+  (`passage_stride` tokens of overlap) and its score is the best passage's score (MaxP, Dai & Callan 2019).
+  Costs one model pair per passage; a document that fits is scored exactly as with "truncate".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankdistill.errors import RankdistillError
+from rankdistill.utils import batched, pick_dtype, progress
+
+log = logging.getLogger(__name__)
+
+LONG_DOC_POLICIES = ("truncate", "maxp")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+CONFIG_NAME = "rankdistill.json"
+ONNX_DIR = "onnx"
+BACKEND_CHOICE = "backend.json"  # written by `rankdistill export --onnx`: measured speed of each backend
+
+
+@dataclass
+class RerankResult:
+    """One ranked document: its id (given or its position as a string), its position in the input,
+    its score, its rank (1 = best), the text when asked for, and an explanation when asked for."""
+
+    id: str
+    index: int
+    score: float
+    rank: int = 0
+    text: str | None = None
+    explanation: dict[str, Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "index": self.index, "score": self.score, "rank": self.rank}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
+        return out
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """The `rankdistill.json` a student folder carries ({} for a plain HF cross-encoder folder)."""
+    cfg = Path(path) / CONFIG_NAME
+    if not cfg.is_file():
+        return {}
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RankdistillError(f"{cfg}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise RankdistillError(f"{cfg}: expected a JSON object with 'student_type'")
+    return data
+
+
+def _doc_text(doc: Any) -> str:
+    """A document given as a string, a `Document`, or a mapping with 'text' (and optionally 'title')."""
+    if isinstance(doc, str):
+        return doc
+    full = getattr(doc, "full_text", None)
+    if isinstance(full, str):
+        return full
+    if isinstance(doc, dict):
+        text, title = doc.get("text") or "", doc.get("title") or ""
+        return f"{title} {text}" if title and text else (title or text)
+    raise TypeError(f"a document must be a str, a Document or a dict with 'text'; got {type(doc).__name__}")
+
+
+def _doc_id(doc: Any, index: int) -> str:
+    if isinstance(doc, dict) and doc.get("id") is not None:
+        return str(doc["id"])
+    doc_id = getattr(doc, "id", None)
+    return str(doc_id) if doc_id is not None else str(index)
+
+
+class _TorchBackend:
+    """A transformers sequence-classification model on CPU or GPU, in the chosen dtype."""
+
+    name = "torch"
+
+    def __init__(self, path: str, device: str, dtype: str | None):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        self.torch = torch
+        self.device = device
+        self.dtype = pick_dtype(device, dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(path, torch_dtype=self.dtype)
+        self.model = model.to(device).eval()
+        self.num_labels = int(model.config.num_labels)
+        self.dtype_name = str(self.dtype).replace("torch.", "")
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
+        torch = self.torch
+        feeds = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        if token_type_ids is not None:
+            feeds["token_type_ids"] = torch.from_numpy(token_type_ids)
+        with torch.inference_mode():
+            feeds = {k: v.to(self.device) for k, v in feeds.items()}
+            logits = self.model(**feeds).logits
+        return logits.float().cpu().numpy()
+
+
+class Reranker:
+    """Rank documents for a query with a trained student or any HF cross-encoder folder.
+
+    >>> reranker = Reranker.load("runs/scifact/student")
+    >>> reranker.rerank("what causes scurvy", ["Vitamin C deficiency ...", "Tides are ..."], top_k=1)
+    [RerankResult(id='0', index=0, score=7.21, rank=1, ...)]
+    """
+
+    student_type = "encoder"
+
+    def __init__(
+        self,
+        path: str,
+        tokenizer: Any,
+        backend: Any,
+        *,
+        max_length: int = 512,
+        batch_size: int = 32,
+        long_docs: str = "truncate",
+        passage_stride: int = 64,
+        config: dict[str, Any] | None = None,
+    ):
+        if long_docs not in LONG_DOC_POLICIES:
+            raise ValueError(f"long_docs must be one of {LONG_DOC_POLICIES}, got {long_docs!r}")
+        self.path = path
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.long_docs = long_docs
+        self.passage_stride = int(passage_stride)
+        self.config = config or {}
+        self.num_labels = backend.num_labels
+        if self.num_labels not in (1, 2):
+            raise RankdistillError(
+                f"{path}: the model has {self.num_labels} outputs; a reranker needs 1 (a relevance logit) "
+                "or 2 (false/true logits, InRanker style)"
+            )
+        self._use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        backend: str = "auto",
+        device: str = "cpu",
+        dtype: str | None = "auto",
+        threads: int | None = None,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        long_docs: str = "truncate",
+        passage_stride: int = 64,
+    ) -> Reranker:
+        """Load a student folder (encoder or decoder, told apart by `rankdistill.json`) or an HF
+        cross-encoder folder / hub name.
+
+        backend: "torch", "onnx", "onnx-int8", or "auto" (the fastest backend measured by
+        `rankdistill export --onnx` for this folder, torch when none was exported).
+        dtype: "auto" picks bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on GPUs, fp32 otherwise.
+        threads: intra-op threads for torch / ONNX Runtime (default: the library's own default).
+        """
+        from rankdistill.models import resolve_model
+
+        path = resolve_model(path)
+        config = read_model_config(path) if Path(path).is_dir() else {}
+        if config.get("student_type") == "decoder":
+            return DecoderReranker.load(
+                path, config=config, dtype=dtype, threads=threads, batch_size=batch_size
+            )
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if not getattr(tokenizer, "is_fast", False):
+            log.warning("%s has no fast tokenizer; tokenisation will be slow", path)
+        if backend == "auto":
+            backend = _measured_backend(path, device)
+        if backend == "torch":
+            impl = _TorchBackend(path, device, dtype)
+        else:
+            from rankdistill.inference.onnx import OnnxBackend
+
+            impl = OnnxBackend.from_model_dir(path, int8=backend == "onnx-int8", threads=threads)
+        if max_length is None:
+            max_length = config.get("max_length") or _model_max_length(tokenizer, impl)
+        return cls(
+            path,
+            tokenizer,
+            impl,
+            max_length=max_length,
+            batch_size=batch_size,
+            long_docs=long_docs,
+            passage_stride=passage_stride,
+            config=config,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What runs: the model folder, backend, dtype, threads, limits (the server reports this)."""
+        import torch
+
+        return {
+            "model": str(self.path),
+            "student_type": self.student_type,
+            "backend": self.backend.name,
+            "dtype": getattr(self.backend, "dtype_name", None),
+            "threads": getattr(self.backend, "threads", None) or torch.get_num_threads(),
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "long_docs": self.long_docs,
+            "num_labels": self.num_labels,
+        }
+
+    # ---------------------------------------------------------------- scoring
+    def score(
+        self,
+        pairs: Sequence[tuple[str, Any]],
+        *,
+        long_docs: str | None = None,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> list[float]:
+        """Relevance score of each (query, document) pair, in input order."""
+        if not pairs:
+            return []
+        policy = long_docs or self.long_docs
+        if policy not in LONG_DOC_POLICIES:
+            raise ValueError(f"long_docs must be one of {LONG_DOC_POLICIES}, got {policy!r}")
+        queries = [q for q, _ in pairs]
+        docs = [_doc_text(d) for _, d in pairs]
+        encoded, owner = self._tokenize(queries, docs, policy)
+        logits = self._run(encoded, batch_size or self.batch_size, show_progress)
+        scores = logits[:, 0] if self.num_labels == 1 else logits[:, 1] - logits[:, 0]
+        if owner is None:
+            return scores.astype(float).tolist()
+        best = np.full(len(pairs), -np.inf)
+        np.maximum.at(best, owner, scores)  # MaxP: a document scores as its best passage
+        return best.astype(float).tolist()
+
+    def _tokenize(self, queries: list[str], docs: list[str], policy: str):
+        """Token ids of every pair in one batched tokenizer call, and for "maxp" the pair each passage
+        belongs to. No padding here: batches are padded later, each to its own longest member."""
+        tok = self.tokenizer
+        common = {
+            "add_special_tokens": True,
+            "return_attention_mask": False,
+            "return_token_type_ids": self._use_token_types,
+        }
+        if policy == "truncate":
+            enc = tok(queries, docs, truncation="longest_first", max_length=self.max_length, **common)
+            return enc, None
+        # MaxP: the document overflows into passages; the query must leave room, so cut long queries first.
+        limit = max(1, self.max_length // 2)
+        q_ids = tok(queries, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        queries = [
+            q if len(ids) <= limit else tok.decode(ids[:limit]) for q, ids in zip(queries, q_ids, strict=True)
+        ]
+        enc = tok(
+            queries,
+            docs,
+            truncation="only_second",
+            max_length=self.max_length,
+            stride=min(self.passage_stride, limit // 2),
+            return_overflowing_tokens=True,
+            **common,
+        )
+        return enc, np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+
+    def _run(self, encoded, batch_size: int, show_progress: bool) -> np.ndarray:
+        ids: list[list[int]] = encoded["input_ids"]
+        types: list[list[int]] | None = encoded.get("token_type_ids") if self._use_token_types else None
+        order = np.argsort([len(x) for x in ids], kind="stable")[::-1]  # longest first: memory peaks early
+        out = np.empty((len(ids), self.num_labels), dtype=np.float32)
+        batches = list(batched(order.tolist(), batch_size))
+        bar = progress(batches, total=len(batches), desc="scoring", unit="batch", disable=not show_progress)
+        for idx in bar:
+            width = len(ids[idx[0]])
+            input_ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            token_types = np.zeros((len(idx), width), dtype=np.int64) if types is not None else None
+            for row, i in enumerate(idx):
+                n = len(ids[i])
+                input_ids[row, :n] = ids[i]
+                mask[row, :n] = 1
+                if token_types is not None:
+                    token_types[row, :n] = types[i]
+            out[idx] = self.backend(input_ids, mask, token_types)
+        return out
+
+    # ---------------------------------------------------------------- ranking
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        *,
+        top_k: int | None = None,
+        ids: Sequence[str] | None = None,
+        explain: bool = False,
+        return_text: bool = False,
+        long_docs: str | None = None,
+    ) -> list[RerankResult]:
+        """Documents (strings, `Document`s or dicts with 'text' and optional 'id'/'title') best first."""
+        return self.rerank_many(
+            [(query, documents)],
+            top_k=top_k,
+            ids=[ids] if ids is not None else None,
+            explain=explain,
+            return_text=return_text,
+            long_docs=long_docs,
+        )[0]
+
+    def rerank_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        top_k: int | None = None,
+        ids: Sequence[Sequence[str] | None] | None = None,
+        explain: bool = False,
+        return_text: bool = False,
+        long_docs: str | None = None,
+        show_progress: bool = False,
+    ) -> list[list[RerankResult]]:
+        """Rerank several (query, documents) requests in one scoring pass: pairs from all requests share
+        batches, which is what makes the CLI and the server's micro-batching fast."""
+        pairs = [(q, d) for q, docs in requests for d in docs]
+        scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
+        results, start = [], 0
+        for r, (query, docs) in enumerate(requests):
+            doc_scores = scores[start : start + len(docs)]
+            start += len(docs)
+            given = ids[r] if ids is not None else None
+            if given is not None and len(given) != len(docs):
+                raise ValueError(
+                    f"got {len(given)} ids for {len(docs)} documents; expected one id per document"
+                )
+            order = sorted(range(len(docs)), key=lambda i: (-doc_scores[i], i))
+            if top_k is not None:
+                order = order[: max(0, int(top_k))]
+            explanations = self.explain(query, [docs[i] for i in order]) if explain else [None] * len(order)
+            results.append(
+                [
+                    RerankResult(
+                        id=str(given[i]) if given is not None else _doc_id(docs[i], i),
+                        index=i,
+                        score=float(doc_scores[i]),
+                        rank=rank,
+                        text=_doc_text(docs[i]) if return_text else None,
+                        explanation=explanations[rank - 1],
+                    )
+                    for rank, i in enumerate(order, 1)
+                ]
+            )
+        return results
+
+    def explain(self, query: str, documents: Sequence[Any]) -> list[dict[str, Any]]:
+        """Why each document may score as it does: for an encoder, the query terms it matches (exact and
+        stemmed) with their character spans; cheap enough to compute for every result."""
+        from rankdistill.inference.explain import explain_terms
+
+        return [explain_terms(query, _doc_text(d)).to_dict() for d in documents]
+
+    def close(self) -> None:
+        """Release the model (the server calls this on shutdown)."""
+        self.backend = None
+
+
+def _model_max_length(tokenizer: Any, backend: Any) -> int:
+    """The window the model was trained for: the tokenizer's limit, capped by the position embeddings."""
+    limit = getattr(tokenizer, "model_max_length", None) or 512
+    model = getattr(backend, "model", None)
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 512
+    return int(min(limit, positions, 8192))
+
+
+def _measured_backend(path: str, device: str) -> str:
+    """The backend `rankdistill export --onnx` measured fastest here (torch if none was exported, on GPU,
+    or when onnxruntime is not installed)."""
+    choice = Path(path) / ONNX_DIR / BACKEND_CHOICE
+    if device != "cpu" or not choice.is_file():
+        return "torch"
+    try:
+        data = json.loads(choice.read_text(encoding="utf-8"))
+        best = data.get("auto", "torch")
+    except (OSError, json.JSONDecodeError):
+        return "torch"
+    if best.startswith("onnx"):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "torch"
+        if data.get("cpu_count") not in (None, os.cpu_count()):
+            log.info(
+                "backend choice in %s was measured on a machine with other CPUs; using it anyway", choice
+            )
+    return best
+
+
+class DecoderReranker(Reranker):
+    """The decoder student (`rankdistill.students.decoder.DecoderStudent`): scores with its ranking
+    head and explains with the reasoning it generates."""
+
+    student_type = "decoder"
+
+    def __init__(self, path: str, student: Any, *, batch_size: int = 8, config: dict[str, Any] | None = None):
+        self.path = path
+        self.student = student
+        self.batch_size = batch_size
+        self.config = config or {}
+        self.long_docs = "truncate"
+        self.max_length = int(getattr(student, "max_length", 0) or self.config.get("max_length") or 0)
+        self.num_labels = 1
+        self.backend = _DecoderBackendInfo()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        config: dict[str, Any] | None = None,
+        dtype: str | None = "auto",
+        threads: int | None = None,
+        batch_size: int = 16,
+    ) -> DecoderReranker:
+        try:
+            from rankdistill.students.decoder import DecoderStudent
+        except ImportError as exc:
+            raise RankdistillError(
+                f"{path} is a decoder student (rankdistill.json says student_type 'decoder'), but "
+                f"rankdistill.students.decoder cannot be imported: {exc}"
+            ) from exc
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        try:
+            student = DecoderStudent.load(path, dtype=dtype)
+        except RankdistillError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise RankdistillError(
+                f"{path}: cannot load the decoder student ({type(exc).__name__}: {exc})"
+            ) from exc
+        return cls(str(path), student, batch_size=batch_size, config=config)
+
+    def score(self, pairs, *, long_docs=None, batch_size=None, show_progress=False) -> list[float]:
+        if not pairs:
+            return []
+        pairs = [(q, _doc_text(d)) for q, d in pairs]
+        return [
+            float(s)
+            for s in self.student.score(
+                pairs, batch_size=batch_size or self.batch_size, show_progress=show_progress
+            )
+        ]
+
+    def explain(self, query: str, documents: Sequence[Any]) -> list[dict[str, Any]]:
+        """The reasoning the decoder student generates for each document."""
+        texts = [_doc_text(d) for d in documents]
+        if not texts:
+            return []
+        reasons = self.student.explain(query, texts)
+        return [{"type": "reasoning", "reasoning": r if isinstance(r, str) else str(r)} for r in reasons]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": str(self.path),
+            "student_type": "decoder",
+            "backend": "torch",
+            "batch_size": self.batch_size,
+            "long_docs": self.long_docs,
+        }
+
+    def close(self) -> None:
+        close = getattr(self.student, "close", None)
+        if callable(close):
+            close()
+
+
+class _DecoderBackendInfo:
+    name = "decoder"
+
+
+def timed_score(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], float]:
+    """Scores and wall seconds (a helper for benchmarks and backend selection)."""
+    t0 = time.perf_counter()
+    scores = reranker.score(pairs)
+    return scores, time.perf_counter() - t0

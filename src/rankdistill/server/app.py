@@ -1,0 +1,276 @@
+"""The HTTP API: `POST /rerank`, `POST /explain`, `GET /health`, OpenAPI docs at `/docs`.
+
+Build it with `create_app(reranker, ...)` (the `rankdistill serve` command does, then runs uvicorn).
+Every scoring request goes through one `MicroBatcher`, so concurrent clients share model passes.
+Limits answer 413 (too many documents, a document or query too long, a body too large); a body that is
+not JSON or not the expected shape answers 422 with the field at fault; a wrong or missing API key
+answers 401. An error inside the model answers 500 for that request only: the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from rankdistill.errors import require
+
+log = logging.getLogger(__name__)
+
+require("fastapi", "server", "rankdistill serve")
+
+from fastapi import Depends, FastAPI, HTTPException, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from rankdistill.server.batching import MicroBatcher  # noqa: E402
+
+API_KEY_ENV = "RANKDISTILL_API_KEY"
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, description="Your id for the document; defaults to its position.")
+    text: str = Field(..., description="The document text.")
+    title: str | None = Field(None, description="Optional title, scored as 'title text'.")
+
+
+class RerankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(..., min_length=1, description="The query.")
+    documents: list[str | DocumentIn] = Field(..., description="Strings, or objects with id/text/title.")
+    top_k: int | None = Field(None, ge=1, description="Return only the best k documents.")
+    explain: bool = Field(False, description="Add an explanation to each result.")
+    return_text: bool = Field(False, description="Echo each document's text in the results.")
+    long_docs: Literal["truncate", "maxp"] | None = Field(
+        None, description="Long documents: truncate, or split into passages and keep the best (maxp)."
+    )
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(..., min_length=1)
+    documents: list[str | DocumentIn] = Field(..., description="Documents to explain, in your order.")
+    long_docs: Literal["truncate", "maxp"] | None = None
+
+
+class Result(BaseModel):
+    id: str
+    index: int = Field(..., description="Position of the document in the request.")
+    score: float
+    rank: int = Field(..., description="1 for the best document.")
+    text: str | None = None
+    explanation: dict[str, Any] | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[Result]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: dict[str, Any]
+    limits: dict[str, Any]
+    batching: dict[str, Any]
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse a body larger than `max_bytes` (by Content-Length) before reading it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        size = int(value)
+                    except ValueError:
+                        size = 0
+                    if size > self.max_bytes:
+                        msg = f"request body is {size} bytes; the limit is {self.max_bytes} bytes"
+                        response = JSONResponse({"detail": msg}, status_code=413)
+                        await response(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+def _text(doc: str | DocumentIn) -> str:
+    if isinstance(doc, str):
+        return doc
+    return f"{doc.title} {doc.text}" if doc.title and doc.text else (doc.title or doc.text)
+
+
+def _ids(docs: list[str | DocumentIn]) -> list[str]:
+    return [d.id if isinstance(d, DocumentIn) and d.id is not None else str(i) for i, d in enumerate(docs)]
+
+
+def create_app(
+    reranker: Any,
+    *,
+    api_key: str | None = None,
+    max_documents: int = 1000,
+    max_chars: int = 20_000,
+    max_query_chars: int = 2_000,
+    max_batch_pairs: int = 512,
+    max_wait_ms: float = 2.0,
+) -> FastAPI:
+    """The FastAPI app serving `reranker`. `api_key` (or $RANKDISTILL_API_KEY) makes `X-API-Key: KEY`
+    or `Authorization: Bearer KEY` required on /rerank and /explain (/health stays open for probes)."""
+    api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    batcher = MicroBatcher(reranker, max_batch_pairs=max_batch_pairs, max_wait_ms=max_wait_ms)
+    limits = {
+        "max_documents": max_documents,
+        "max_chars_per_document": max_chars,
+        "max_query_chars": max_query_chars,
+        "api_key_required": api_key is not None,
+    }
+    model_name = os.path.basename(os.path.normpath(str(getattr(reranker, "path", "model"))))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="rankdistill reranker",
+        version="1",
+        description="Rerank documents for a query with a distilled student; explanations on request.",
+        lifespan=lifespan,
+    )
+    # JSON of max_documents x max_chars, escaped, plus room for ids and titles.
+    app.add_middleware(
+        _BodyLimit, max_bytes=max_documents * (max_chars * 2 + 256) + max_query_chars * 2 + 65536
+    )
+    app.state.batcher = batcher
+    app.state.reranker = reranker
+
+    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's API key.")
+    bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
+
+    async def check_key(
+        x_api_key: str | None = Depends(key_header),
+        auth: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> None:
+        if api_key is None:
+            return
+        given = x_api_key or (auth.credentials if auth is not None else None)
+        if given is None:
+            raise HTTPException(
+                401, "missing API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"
+            )
+        if not hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8")):
+            raise HTTPException(401, "wrong API key")
+
+    def check_limits(query: str, documents: list[str | DocumentIn]) -> list[str]:
+        if len(documents) > max_documents:
+            raise HTTPException(
+                413, f"too many documents: {len(documents)}; the limit is {max_documents} per request"
+            )
+        if len(query) > max_query_chars:
+            raise HTTPException(413, f"query has {len(query)} characters; the limit is {max_query_chars}")
+        texts = [_text(d) for d in documents]
+        for i, t in enumerate(texts):
+            if len(t) > max_chars:
+                raise HTTPException(
+                    413, f"documents[{i}] has {len(t)} characters; the limit is {max_chars} per document"
+                )
+        return texts
+
+    async def explain_docs(query: str, texts: list[str]) -> list[Any]:
+        # Term matches (encoder) take microseconds: inline. Generated reasoning (decoder) needs the model
+        # thread, between scoring batches.
+        if getattr(reranker, "student_type", "encoder") == "decoder":
+            return await batcher.run_exclusive(reranker.explain, query, texts)
+        return reranker.explain(query, texts)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # One readable line first ("body.documents.0: Field required"), then FastAPI's detail list.
+        errors = exc.errors()
+        lines = []
+        for e in errors[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()))
+            msg = "body is not valid JSON" if e.get("type") == "json_invalid" else e.get("msg", "invalid")
+            lines.append(f"{where}: {msg}")
+        return JSONResponse(
+            {
+                "message": "; ".join(lines) or "invalid request",
+                "detail": json.loads(json.dumps(errors, default=str)),
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("request %s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    @app.get("/health", response_model=HealthResponse, summary="Liveness, model and batching statistics")
+    async def health() -> HealthResponse:
+        info = reranker.info() if hasattr(reranker, "info") else {}
+        info = {**info, "model": model_name}
+        return HealthResponse(status="ok", model=info, limits=limits, batching=batcher.stats.to_dict())
+
+    @app.post(
+        "/rerank",
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(check_key)],
+        summary="Rank documents for a query, best first",
+    )
+    async def rerank(req: RerankRequest) -> RerankResponse:
+        texts = check_limits(req.query, req.documents)
+        scores = await batcher.score([(req.query, t) for t in texts], req.long_docs)
+        ids = _ids(req.documents)
+        order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
+        if req.top_k is not None:
+            order = order[: req.top_k]
+        explanations: list[Any] = [None] * len(order)
+        if req.explain and order:
+            explanations = await explain_docs(req.query, [texts[i] for i in order])
+        results = [
+            Result(
+                id=ids[i],
+                index=i,
+                score=scores[i],
+                rank=r,
+                text=texts[i] if req.return_text else None,
+                explanation=explanations[r - 1],
+            )
+            for r, i in enumerate(order, 1)
+        ]
+        return RerankResponse(model=model_name, results=results)
+
+    @app.post(
+        "/explain",
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(check_key)],
+        summary="Score and explain each document, in the order given",
+    )
+    async def explain(req: ExplainRequest) -> RerankResponse:
+        texts = check_limits(req.query, req.documents)
+        scores = await batcher.score([(req.query, t) for t in texts], req.long_docs)
+        explanations = await explain_docs(req.query, texts) if texts else []
+        ids = _ids(req.documents)
+        ranks = {i: r for r, i in enumerate(sorted(range(len(texts)), key=lambda i: (-scores[i], i)), 1)}
+        results = [
+            Result(id=ids[i], index=i, score=scores[i], rank=ranks[i], explanation=explanations[i])
+            for i in range(len(texts))
+        ]
+        return RerankResponse(model=model_name, results=results)
+
+    return app

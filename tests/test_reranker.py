@@ -1,0 +1,145 @@
+"""Reranker: real MiniLM cross-encoder folders, scores checked against plain transformers fp32."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import build_cross_encoder
+from rankdistill.data.types import Document
+from rankdistill.errors import RankdistillError
+from rankdistill.inference.explain import explain_terms, query_terms
+from rankdistill.inference.reranker import Reranker
+
+QUERY = "vitamin C deficiency causes scurvy"
+DOCS = [
+    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
+    "The tides are caused by the gravitational pull of the moon.",
+    "Deficiencies of vitamins cause many diseases; sailors suffered from scurvy on long voyages.",
+    "Python is a programming language.",
+    "Citrus fruits prevent the disease by supplying ascorbic acid. " * 3,
+]
+
+
+def reference_scores(path, pairs, num_labels=1):
+    """Plain transformers, fp32, one pair at a time: the ground truth the Reranker must reproduce."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, torch_dtype=torch.float32).eval()
+    out = []
+    with torch.inference_mode():
+        for q, d in pairs:
+            logits = model(**tok(q, d, truncation=True, max_length=512, return_tensors="pt")).logits[0]
+            out.append(float(logits[0]) if num_labels == 1 else float(logits[1] - logits[0]))
+    return np.asarray(out)
+
+
+@pytest.fixture(scope="module")
+def fp32_reranker(cross_encoder_dir):
+    return Reranker.load(cross_encoder_dir, dtype="fp32", batch_size=2)
+
+
+def test_fp32_scores_match_plain_transformers(fp32_reranker, cross_encoder_dir):
+    pairs = [(QUERY, d) for d in DOCS]
+    got = np.asarray(fp32_reranker.score(pairs))
+    # batch of 2 after sorting by length, so padding is exercised: padded pairs must score as unpadded
+    np.testing.assert_allclose(got, reference_scores(cross_encoder_dir, pairs), atol=1e-4)
+
+
+def test_rerank_orders_by_score_with_ids_and_top_k(fp32_reranker):
+    docs = [Document(id=f"d{i}", text=t) for i, t in enumerate(DOCS)]
+    results = fp32_reranker.rerank(QUERY, docs, top_k=3)
+    scores = fp32_reranker.score([(QUERY, d.text) for d in docs])
+    best = sorted(range(len(DOCS)), key=lambda i: -scores[i])[:3]
+    assert [r.id for r in results] == [f"d{i}" for i in best]
+    assert [r.rank for r in results] == [1, 2, 3]
+    assert [r.index for r in results] == best
+    assert results[0].score == pytest.approx(max(scores))
+    dict_results = fp32_reranker.rerank(QUERY, [{"id": "x", "text": DOCS[0], "title": "Scurvy"}, DOCS[1]])
+    assert {r.id for r in dict_results} == {"x", "1"}
+
+
+def test_rerank_many_equals_separate_calls(fp32_reranker):
+    together = fp32_reranker.rerank_many([(QUERY, DOCS), ("moon tides", DOCS[:2])])
+    assert [r.score for r in together[0]] == pytest.approx(
+        [r.score for r in fp32_reranker.rerank(QUERY, DOCS)], abs=1e-5
+    )
+    assert [r.score for r in together[1]] == pytest.approx(
+        [r.score for r in fp32_reranker.rerank("moon tides", DOCS[:2])], abs=1e-5
+    )
+    assert fp32_reranker.score([]) == []
+    assert fp32_reranker.rerank(QUERY, []) == []
+
+
+def test_auto_dtype_follows_cpu_and_stays_close(cross_encoder_dir, fp32_reranker):
+    from rankdistill.utils import pick_dtype
+
+    auto = Reranker.load(cross_encoder_dir)
+    assert auto.info()["dtype"] == str(pick_dtype("cpu", "auto")).replace("torch.", "")
+    pairs = [(QUERY, d) for d in DOCS]
+    diff = np.abs(np.asarray(auto.score(pairs)) - np.asarray(fp32_reranker.score(pairs)))
+    assert diff.max() < 0.05
+
+
+def test_two_label_head_scores_true_minus_false(minilm_dir, tmp_path):
+    path = build_cross_encoder(minilm_dir, tmp_path / "two", num_labels=2, seed=3)
+    rr = Reranker.load(path, dtype="fp32")
+    pairs = [(QUERY, d) for d in DOCS[:3]]
+    np.testing.assert_allclose(rr.score(pairs), reference_scores(path, pairs, num_labels=2), atol=1e-4)
+
+
+def test_bad_model_folders_fail_clearly(minilm_dir, tmp_path):
+    path = build_cross_encoder(minilm_dir, tmp_path / "three", num_labels=3)
+    with pytest.raises(RankdistillError, match="3 outputs"):
+        Reranker.load(path, dtype="fp32")
+    (path / "rankdistill.json").write_text("{not json")
+    with pytest.raises(RankdistillError, match="rankdistill.json: not valid JSON"):
+        Reranker.load(path)
+    (path / "rankdistill.json").write_text(json.dumps({"student_type": "decoder"}))
+    with pytest.raises(RankdistillError, match="decoder"):
+        Reranker.load(path)  # no decoder student module (yet) or not loadable: a clear error, not a traceback
+
+
+def test_long_documents_truncate_or_maxp(cross_encoder_dir):
+    rr = Reranker.load(cross_encoder_dir, dtype="fp32", max_length=64, passage_stride=8)
+    filler = " ".join(["the moon pulls the tides across the ocean"] * 40)
+    needle = "Scurvy is a disease resulting from a lack of vitamin C."
+    long_doc = filler + " " + needle  # the relevant sentence sits far past 64 tokens
+    short_score = rr.score([(QUERY, needle)])[0]
+    truncated = rr.score([(QUERY, long_doc)], long_docs="truncate")[0]
+    maxp = rr.score([(QUERY, long_doc)], long_docs="maxp")[0]
+    filler_only = rr.score([(QUERY, filler)], long_docs="truncate")[0]
+    assert truncated == pytest.approx(filler_only, abs=1e-4)  # truncation never sees the needle
+    assert maxp >= truncated - 1e-5  # max over passages includes the first window
+    # a document that fits is scored the same by both policies
+    assert rr.score([(QUERY, needle)], long_docs="maxp")[0] == pytest.approx(short_score, abs=1e-4)
+    with pytest.raises(ValueError, match="long_docs"):
+        rr.score([(QUERY, needle)], long_docs="middle")
+
+
+def test_encoder_explanations_are_term_matches(fp32_reranker):
+    results = fp32_reranker.rerank(QUERY, DOCS, explain=True)
+    by_index = {r.index: r.explanation for r in results}
+    first = by_index[0]
+    assert first["type"] == "terms"
+    matched = {m["term"]: m for m in first["matched_terms"]}
+    assert matched["vitamin"]["match"] == "exact" and matched["scurvy"]["match"] == "exact"
+    assert "causes" in first["missing_terms"]
+    start, end = matched["scurvy"]["spans"][0]
+    assert DOCS[0][start:end] == "Scurvy"
+    third = {m["term"]: m for m in by_index[2]["matched_terms"]}
+    assert third["deficiency"]["match"] == "stem" and third["deficiency"]["forms"] == ["deficiencies"]
+    assert third["causes"]["match"] == "stem" and third["causes"]["forms"] == ["cause"]
+    assert by_index[3]["matched_terms"] == [] and by_index[3]["coverage"] == 0.0
+
+
+def test_explain_terms_edge_cases():
+    assert query_terms("What is THE cause of the cause?") == ["cause"]
+    assert explain_terms("the of and", "anything").to_dict()["matched_terms"] == []
+    e = explain_terms("running shoes", "She runs in a shoe shop. Running!")
+    assert {m.term: m.match for m in e.matched} == {"running": "exact", "shoes": "stem"}
+    assert e.coverage == 1.0 and "running" in str(e)
