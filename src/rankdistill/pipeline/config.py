@@ -1,0 +1,273 @@
+"""The pipeline config (`rankdistill run CONFIG.yaml`), validated by pydantic; errors name the key.
+
+Every section has defaults, so the smallest config is one line (`dataset: {name: scifact}`).
+configs/quickstart.yaml holds a complete, commented one. Unknown keys are errors (a typo such as
+`labels.depht` must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rankdistill.errors import RankdistillError
+
+
+class ConfigError(RankdistillError, ValueError):
+    """An invalid pipeline config; the message names the file and each bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSection(_Strict):
+    """Which collection: a name found in the data directory (scifact, beir/scifact) or a BEIR folder."""
+
+    name: str
+    data_dir: Path | None = None
+    eval_split: str = "test"
+    max_eval_queries: int | None = Field(default=None, ge=1)
+
+
+class BM25Section(_Strict):
+    """First stage: the candidates every ranker reranks, for evaluation (k) and labelling."""
+
+    k: int = Field(default=100, ge=1)
+    k1: float = Field(default=0.9, gt=0)
+    b: float = Field(default=0.4, ge=0, le=1)
+
+
+class TrainQueriesSection(_Strict):
+    """InRanker phase 1: texts of a split's existing queries (never their judgements) as training queries."""
+
+    split: str | None = "train"
+    max_queries: int | None = Field(default=None, ge=1)
+
+
+class QueriesSection(BaseModel):
+    """InRanker phase 2 (InPars): synthetic queries for sampled corpus documents.
+
+    `method`: vanilla | gbq (written by `llm`) | sentence | title (no LLM) | none (skip the phase).
+    Any other key is a field of `rankdistill.teachers.querygen.QueryGenConfig` (n_docs, n_per_doc,
+    negatives, max_tokens, filter, keep_share, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str = "vanilla"
+    llm: str | dict[str, Any] | None = "llamacpp:gemma3-270m"
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> QueriesSection:
+        if self.method == "none":
+            return self
+        from rankdistill.teachers.querygen import METHODS, QueryGenConfig
+
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r}: expected one of {(*METHODS, 'none')}")
+        known = {f.name for f in dataclasses.fields(QueryGenConfig)}
+        unknown = sorted(set(self.model_extra or {}) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; expected one of {sorted(known | {'llm'})}")
+        try:
+            self.querygen_config(seed=0).check()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def querygen_config(self, seed: int):
+        from rankdistill.teachers.querygen import QueryGenConfig
+
+        fields = {"seed": seed, **(self.model_extra or {}), "method": self.method}
+        return QueryGenConfig(**fields)
+
+
+class RaySection(_Strict):
+    """Where and how wide Ray labelling runs (`labels.backend: ray`)."""
+
+    address: str | None = None  # None: start a local instance; "auto" or ray://host:10001 for a cluster
+    num_actors: int = Field(default=2, ge=1)
+    num_cpus_per_actor: float = Field(default=1.0, gt=0)
+    num_gpus_per_actor: float = Field(default=0.0, ge=0)
+    batches_per_task: int = Field(default=1, ge=1)
+
+
+class LabelsSection(_Strict):
+    """Teacher labels of the training queries' BM25 candidates, kept in the run's SQLite label store."""
+
+    teacher: str | dict[str, Any] = "bm25+minilm"
+    depth: int = Field(default=20, ge=1)
+    backend: Literal["local", "ray"] = "local"
+    batch_size: int | None = Field(default=None, ge=1)
+    target: Literal["minmax", "score", "logits"] = "minmax"
+    ray: RaySection = Field(default_factory=RaySection)
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_spec(cls, spec):
+        from rankdistill.teachers import teacher_config
+
+        teacher_config(spec)  # parses without loading any model; raises ValueError naming the problem
+        return spec
+
+
+class TrainSection(BaseModel):
+    """Student training: the keys of `rankdistill train`'s config except output_dir and phases,
+    which the pipeline fills in (one phase per labelled query set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student: dict[str, Any] = Field(default_factory=lambda: {"base": "minilm"})
+    losses: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "soft_bce"}])
+    training: dict[str, Any] = Field(default_factory=dict)
+    phase_training: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    dev: dict[str, Any] | None = None
+    max_rows: int | None = Field(default=None, ge=1)
+
+    def train_config(
+        self, output_dir: Path, seed: int, phases: list[dict[str, Any]], data_dir: Path | None = None
+    ):
+        """The validated `rankdistill.training` config for these phases."""
+        from rankdistill.training.config import TrainConfig
+
+        for p in phases:
+            if p["name"] in self.phase_training:
+                p["training"] = {**p.get("training", {}), **self.phase_training[p["name"]]}
+        data = {
+            "output_dir": output_dir,
+            "seed": seed,
+            "student": self.student,
+            "losses": self.losses,
+            "training": self.training,
+            "dev": self.dev,
+            "phases": phases,
+            "data_dir": data_dir,
+        }
+        return TrainConfig.model_validate(data)
+
+    @model_validator(mode="after")
+    def _valid_for_training(self) -> TrainSection:
+        unknown = sorted(set(self.phase_training) - {"train_queries", "synthetic"})
+        if unknown:
+            raise ValueError(f"phase_training: unknown phase(s) {unknown}; expected train_queries, synthetic")
+        try:
+            self.train_config(Path("."), 0, [{"name": "check", "data": {"jsonl": "labels.jsonl"}}])
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        return self
+
+
+class EvaluateSection(_Strict):
+    """BM25, teacher and student on the SAME candidates: BM25's top `bm25.k` of the eval queries."""
+
+    measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100"], min_length=1)
+    teacher: bool = True
+    throughput_pairs: int = Field(default=512, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+
+    @field_validator("measures")
+    @classmethod
+    def _measures(cls, measures: list[str]) -> list[str]:
+        from rankdistill.evaluation import parse_measures
+
+        parse_measures(measures)
+        return measures
+
+
+class ReportSection(_Strict):
+    title: str | None = None
+
+
+class PipelineConfig(_Strict):
+    """A whole run: data → BM25 → synthetic queries → teacher labels → training → evaluation → report."""
+
+    name: str = Field(default="run", pattern=r"^[A-Za-z0-9_.-]+$")
+    run_dir: Path | None = None  # default: runs/<name>
+    seed: int = 13
+    threads: int | None = Field(default=None, ge=1)  # torch threads; None leaves torch's default
+    dataset: DatasetSection
+    bm25: BM25Section = Field(default_factory=BM25Section)
+    train_queries: TrainQueriesSection = Field(default_factory=TrainQueriesSection)
+    queries: QueriesSection = Field(default_factory=QueriesSection)
+    labels: LabelsSection = Field(default_factory=LabelsSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    @model_validator(mode="after")
+    def _some_training_queries(self) -> PipelineConfig:
+        if self.train_queries.split is None and self.queries.method == "none":
+            raise ValueError(
+                "no training queries: set train_queries.split or a queries.method other than 'none'"
+            )
+        return self
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir or Path("runs") / self.name
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "config") -> PipelineConfig:
+    """Validate a mapping; a ConfigError lists every bad key as `section.key: what was expected`."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}"
+        )
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{_loc(err['loc'])}: {msg}")
+        raise ConfigError(f"{source}: invalid pipeline config:\n  " + "\n  ".join(lines)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` strings (value parsed as YAML) set into a copy of `data`."""
+    import copy
+
+    import yaml
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, eq, raw = item.partition("=")
+        if not eq or not path.strip():
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        keys = path.strip().split(".")
+        node = data
+        for k in keys[:-1]:
+            if not isinstance(node.setdefault(k, {}), dict):
+                raise ConfigError(f"override {item!r}: {k!r} is not a section")
+            node = node[k]
+        node[keys[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def read_config_data(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    return data if data is not None else {}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read, override (`--set`) and validate a YAML pipeline config."""
+    data = read_config_data(path)
+    if overrides:
+        data = apply_overrides(data if isinstance(data, dict) else {}, overrides)
+    return parse_config(data, str(path))

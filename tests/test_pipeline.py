@@ -1,0 +1,234 @@
+"""The stage framework (content-hash skipping, --from, failures) with cheap real stages, and the config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rankdistill.pipeline.config import ConfigError, apply_overrides, load_config, parse_config
+from rankdistill.pipeline.runner import MANIFEST, Pipeline, Stage, StageError, file_fingerprint, read_status
+
+
+def _stages(calls: list[str], source: Path, fail: set[str] | None = None) -> list[Stage]:
+    """Three small real stages: read a source file, transform it, count words. Each appends its name
+    to `calls` when it actually runs."""
+    fail = fail if fail is not None else set()
+
+    def read(ctx):
+        calls.append("read")
+        (ctx.out / "text.txt").write_text(source.read_text())
+        return {"chars": len(source.read_text())}
+
+    def transform(ctx):
+        calls.append("transform")
+        if "transform" in fail:
+            (ctx.out / "partial.txt").write_text("half")
+            raise RuntimeError("boom")
+        text = (ctx.stage_dir("read") / "text.txt").read_text()
+        mode = ctx.config["mode"]
+        out = text.upper() if mode in ("upper", "UPPER") else text.lower()
+        (ctx.out / "text.txt").write_text(out)
+        return {"mode": mode}
+
+    def count(ctx):
+        calls.append("count")
+        text = (ctx.stage_dir("transform") / "text.txt").read_text()
+        (ctx.out / "count.json").write_text(json.dumps({"words": len(text.split())}))
+        return {"words": len(text.split())}
+
+    return [
+        Stage("read", read, external=lambda cfg: file_fingerprint(source)),
+        # settings deliberately ignore the case of `mode`, so "upper" -> "UPPER" reruns nothing;
+        # `transform_version` changes the settings but not the output
+        Stage(
+            "transform",
+            transform,
+            settings=lambda cfg: {"mode": cfg["mode"].lower(), "v": cfg["v"]},
+            after=("read",),
+        ),
+        Stage("count", count, after=("transform",)),
+    ]
+
+
+@pytest.fixture()
+def source(tmp_path: Path) -> Path:
+    p = tmp_path / "source.txt"
+    p.write_text("Hello distilled world")
+    return p
+
+
+def _run(tmp_path, source, cfg, calls, **kw):
+    fail = kw.pop("fail", None)
+    return Pipeline(_stages(calls, source, fail), cfg, tmp_path / "run").run(**kw)
+
+
+def test_second_run_skips_unchanged_stages(tmp_path: Path, source: Path) -> None:
+    calls: list[str] = []
+    cfg = {"mode": "upper", "v": 1}
+    results = _run(tmp_path, source, cfg, calls)
+    assert calls == ["read", "transform", "count"]
+    assert [r.status for r in results] == ["done", "done", "done"]
+    run_dir = tmp_path / "run"
+    assert (run_dir / "transform" / "text.txt").read_text() == "HELLO DISTILLED WORLD"
+    manifest = json.loads((run_dir / "count" / MANIFEST).read_text())
+    assert manifest["outputs"]["count.json"]["size"] > 0 and manifest["summary"] == {"words": 3}
+    assert not list(run_dir.glob(".*.tmp"))
+
+    calls.clear()
+    results = _run(tmp_path, source, cfg, calls)
+    assert calls == []
+    assert [r.status for r in results] == ["skipped"] * 3
+    assert [s["status"] for s in read_status(run_dir)] == ["skipped"] * 3
+
+
+def test_changed_settings_rerun_that_stage_and_only_what_changed_after(tmp_path: Path, source: Path) -> None:
+    calls: list[str] = []
+    _run(tmp_path, source, {"mode": "upper", "v": 1}, calls)
+    calls.clear()
+    # new settings for transform; same output, so count (which hashes transform's outputs) stays skipped
+    results = _run(tmp_path, source, {"mode": "upper", "v": 2}, calls)
+    assert calls == ["transform"]
+    assert [r.status for r in results] == ["skipped", "done", "skipped"]
+    calls.clear()
+    # new output: count reruns too
+    _run(tmp_path, source, {"mode": "lower", "v": 2}, calls)
+    assert calls == ["transform", "count"]
+    assert (tmp_path / "run" / "transform" / "text.txt").read_text() == "hello distilled world"
+
+
+def test_external_input_change_and_missing_output_rerun(tmp_path: Path, source: Path) -> None:
+    calls: list[str] = []
+    cfg = {"mode": "upper", "v": 1}
+    _run(tmp_path, source, cfg, calls)
+    calls.clear()
+    source.write_text("Different words here now")
+    _run(tmp_path, source, cfg, calls)
+    assert calls == ["read", "transform", "count"]
+    assert json.loads((tmp_path / "run" / "count" / "count.json").read_text()) == {"words": 4}
+    calls.clear()
+    (tmp_path / "run" / "transform" / "text.txt").unlink()
+    _run(tmp_path, source, cfg, calls)
+    assert calls == ["transform"]  # same output again: count is still current
+
+
+def test_from_forces_that_stage_and_later(tmp_path: Path, source: Path) -> None:
+    calls: list[str] = []
+    cfg = {"mode": "upper", "v": 1}
+    _run(tmp_path, source, cfg, calls)
+    calls.clear()
+    results = _run(tmp_path, source, cfg, calls, from_stage="transform")
+    assert calls == ["transform", "count"]
+    assert [r.status for r in results] == ["skipped", "done", "done"]
+    calls.clear()
+    results = _run(tmp_path, source, cfg, calls, until="read", from_stage="read")
+    assert calls == ["read"]
+    assert [r.status for r in results] == ["done", "not run", "not run"]
+    with pytest.raises(Exception, match="unknown stage 'trian'"):
+        _run(tmp_path, source, cfg, calls, from_stage="trian")
+
+
+def test_failed_stage_keeps_earlier_and_previous_outputs(tmp_path: Path, source: Path) -> None:
+    calls: list[str] = []
+    run_dir = tmp_path / "run"
+    _run(tmp_path, source, {"mode": "upper", "v": 1}, calls)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "pipeline.json"}
+    calls.clear()
+    with pytest.raises(StageError, match="stage 'transform' failed: RuntimeError: boom") as info:
+        _run(tmp_path, source, {"mode": "lower", "v": 1}, calls, fail={"transform"})
+    assert info.value.stage == "transform"
+    assert calls == ["transform"]
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "pipeline.json"
+             and ".transform.tmp" not in str(p)}  # fmt: skip
+    assert after == before  # read, the old transform and count: untouched
+    assert [s["status"] for s in read_status(run_dir)] == ["skipped", "failed", "not run"]
+    # the failed attempt's folder is kept for inspection and resuming; the next good run replaces it
+    assert (run_dir / ".transform.tmp" / "partial.txt").exists()
+    calls.clear()
+    _run(tmp_path, source, {"mode": "lower", "v": 1}, calls)
+    assert calls == ["transform", "count"]
+    assert not (run_dir / ".transform.tmp").exists()
+    # same inputs as the failed attempt: its folder was reused (how resume journals survive a failure)
+    assert (run_dir / "transform" / "partial.txt").exists()
+
+
+def test_failure_on_first_run_leaves_earlier_stages_for_the_rerun(tmp_path: Path, source: Path) -> None:
+    calls: list[str] = []
+    with pytest.raises(StageError):
+        _run(tmp_path, source, {"mode": "upper", "v": 1}, calls, fail={"transform"})
+    assert (tmp_path / "run" / "read" / MANIFEST).exists()
+    assert not (tmp_path / "run" / "transform").exists()
+    calls.clear()
+    _run(tmp_path, source, {"mode": "upper", "v": 1}, calls)
+    assert calls == ["transform", "count"]
+
+
+# -- config -------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_overrides() -> None:
+    cfg = parse_config({"dataset": {"name": "scifact"}})
+    assert cfg.labels.teacher == "bm25+minilm" and cfg.labels.backend == "local"
+    assert str(cfg.resolved_run_dir) == "runs/run"
+    data = apply_overrides(
+        {"dataset": {"name": "scifact"}},
+        ["labels.backend=ray", "queries.n_docs=50", "evaluate.teacher=false"],
+    )
+    cfg = parse_config(data)
+    assert cfg.labels.backend == "ray" and cfg.queries.querygen_config(3).n_docs == 50
+    assert cfg.evaluate.teacher is False
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, r"dataset: Field required"),
+        (
+            {"dataset": {"name": "scifact"}, "labels": {"backend": "spark"}},
+            r"labels\.backend: Input should be 'local' or 'ray'",
+        ),
+        (
+            {"dataset": {"name": "scifact"}, "labels": {"depht": 3}},
+            r"labels\.depht: Extra inputs are not permitted",
+        ),
+        (
+            {"dataset": {"name": "scifact"}, "bm25": {"k": 0}},
+            r"bm25\.k: Input should be greater than or equal to 1",
+        ),
+        (
+            {"dataset": {"name": "scifact"}, "labels": {"teacher": "oracle"}},
+            r"labels\.teacher: unknown teacher 'oracle'",
+        ),
+        ({"dataset": {"name": "scifact"}, "queries": {"n_doc": 5}}, r"queries: unknown key\(s\) \['n_doc'\]"),
+        ({"dataset": {"name": "scifact"}, "queries": {"method": "magic"}}, r"queries: method 'magic'"),
+        (
+            {"dataset": {"name": "scifact"}, "evaluate": {"measures": ["nDCG@x"]}},
+            r"evaluate\.measures: unknown measure",
+        ),
+        (
+            {"dataset": {"name": "scifact"}, "train": {"training": {"batch_size": 0}}},
+            r"train: training\.batch_size: Input should be greater than or equal to 1",
+        ),
+        (
+            {"dataset": {"name": "scifact"}, "train_queries": {"split": None}, "queries": {"method": "none"}},
+            r"no training queries",
+        ),
+        ([1, 2], r"expected a mapping"),
+    ],
+)
+def test_config_errors_name_the_key(data, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, "my.yaml")
+
+
+def test_load_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: {name: scifact\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("dataset: {name: scifact}\nlabels: {depth: 5}\n")
+    assert load_config(good, ["labels.depth=7"]).labels.depth == 7
