@@ -10,6 +10,9 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	# headless Chromium renders the HTML report in a test; optional (the test skips without it)
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "note: chromium not installed; the report rendering test will skip"; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch first, pinned, so pip takes the CPU build and nothing later pulls a CUDA one
