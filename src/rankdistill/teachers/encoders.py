@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,10 @@ from rankdistill.utils import pick_dtype, stable_hash
 
 
 def default_cache_dir() -> Path:
-    """$RANKDISTILL_CACHE_DIR, else ~/.cache/rankdistill."""
-    return Path(os.environ.get("RANKDISTILL_CACHE_DIR", Path.home() / ".cache" / "rankdistill")).expanduser()
+    """rankdistill's cache root ($RANKDISTILL_CACHE, else ~/.cache/rankdistill), shared with BM25 indexes."""
+    from rankdistill.data.datasets import cache_dir
+
+    return Path(cache_dir()).expanduser()
 
 
 def model_fingerprint(name_or_path: str) -> dict[str, Any]:
