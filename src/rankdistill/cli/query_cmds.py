@@ -35,11 +35,7 @@ def generate_queries_cmd(
         help="vanilla | gbq (InPars prompts, need --llm) | sentence | title (no LLM).",
     ),
     llm: str = typer.Option(
-        None, "--llm", help="Generator model: GGUF file, HF folder, alias (gemma3-270m) or server model name."
-    ),
-    backend: str = typer.Option("auto", "--backend", help="LLM backend: auto | llamacpp | hf | openai."),
-    base_url: str = typer.Option(
-        None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server URL (backend openai)."
+        None, "--llm", help="Generator LLM spec for rankdistill.llm.load_llm, e.g. llamacpp:gemma3-270m."
     ),
     n_docs: int = typer.Option(1000, "--n-docs", min=0, help="Documents to sample (0: all)."),
     n_per_doc: int = typer.Option(1, "--n-per-doc", min=1, help="Queries to generate per document."),
@@ -80,6 +76,11 @@ def generate_queries_cmd(
     teacher: str = typer.Option(
         None, "--teacher", help="Teacher for --filter teacher (as for `rankdistill label`)."
     ),
+    store: Path = typer.Option(
+        None,
+        "--store",
+        help="Label store (SQLite) that caches the --filter teacher's scores (default: none).",
+    ),
     negatives: int = typer.Option(
         20, "--negatives", min=0, help="BM25 negatives per query (top-k without the source)."
     ),
@@ -115,7 +116,7 @@ def generate_queries_cmd(
         raise typer.BadParameter(str(exc)) from None
     if method in LLM_METHODS and not llm:
         raise typer.BadParameter(
-            f"method {method!r} needs --llm (e.g. --llm gemma3-270m); or use --method sentence|title"
+            f"method {method!r} needs --llm (e.g. --llm llamacpp:gemma3-270m); or use --method sentence|title"
         )
     if filter_ == "teacher" and not teacher:
         raise typer.BadParameter("--filter teacher needs --teacher")
@@ -136,23 +137,30 @@ def generate_queries_cmd(
     if method in LLM_METHODS:
         from rankdistill.llm import load_llm
 
-        generator = load_llm(llm, backend=backend, base_url=base_url)
-    scorer_teacher = None
+        generator = load_llm(llm)
+    scorer_teacher, label_store, scorer = None, None, None
     if filter_ == "teacher":
         from rankdistill.teachers import load_teacher
 
         scorer_teacher = load_teacher(teacher)
+        if store is not None:
+            from rankdistill.labels import LabelStore, store_scorer
+
+            label_store = LabelStore(store)
+            scorer = store_scorer(label_store)
     try:
         retriever = BM25Retriever.from_corpus(corpus, cache_dir=cache_dir)
         result = generate_synthetic_queries(
             corpus, config, llm=generator, out_dir=out, retriever=retriever, teacher=scorer_teacher,
-            corpus_file=corpus_file,
+            scorer=scorer, corpus_file=corpus_file,
         )  # fmt: skip
     finally:
         if generator is not None:
             generator.close()
         if scorer_teacher is not None:
             scorer_teacher.close()
+        if label_store is not None:
+            label_store.close()
     s = result.stats
     console.print(f"wrote {len(result.queries)} queries for {s['sampled_documents']} documents to {out}")
     if "generation" in s:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 from rankdistill.data.types import Document
@@ -16,6 +17,17 @@ from rankdistill.teachers.querygen.records import SyntheticQuery
 from rankdistill.teachers.querygen.text import collapse_ws, split_sentences
 
 PSEUDO_METHODS = ("sentence", "title")
+
+# Section labels of structured abstracts ("CONCLUSIONS Carriers of ...") are not part of any query.
+_HEADING = re.compile(
+    r"^(?:(?:BACKGROUND|CONTEXT|INTRODUCTION|IMPORTANCE|OBJECTIVES?|AIMS?|PURPOSE|DESIGN|SETTINGS?|PARTICIPANTS|"
+    r"PATIENTS|METHODS?|METHODOLOGY|MATERIALS AND METHODS|INTERVENTIONS?|MEASUREMENTS|MAIN OUTCOME MEASURES?|"
+    r"RESULTS?|FINDINGS|CONCLUSIONS?|INTERPRETATION|SIGNIFICANCE|LIMITATIONS)\b[:.]?\s+)+"
+)
+
+
+def strip_heading(sentence: str) -> str:
+    return _HEADING.sub("", sentence)
 
 
 def pseudo_queries(
@@ -39,7 +51,8 @@ def pseudo_queries(
                 out.append(SyntheticQuery(f"title-{doc.id}", title, doc.id, "title"))
             continue
         sentences = split_sentences(doc.text)
-        usable = [i for i, s in enumerate(sentences) if min_words <= len(s.split()) <= max_words]
+        queries = [strip_heading(s) for s in sentences]
+        usable = [i for i, q in enumerate(queries) if min_words <= len(q.split()) <= max_words]
         # Removing the only sentence would leave the title alone as the positive: skip such documents.
         if not usable or (remove_sentence and len(sentences) < 2):
             continue
@@ -52,11 +65,11 @@ def pseudo_queries(
         out.append(
             SyntheticQuery(
                 f"{name}-{doc.id}",
-                sentences[pick],
+                queries[pick],
                 doc.id,
                 name,
                 positive_text=positive,
                 metadata={"sentence_index": pick, "sentences": len(sentences)},
-            )  # fmt: skip
+            )
         )
     return out
