@@ -66,5 +66,5 @@ class LLM(ABC):
     def count_tokens(self, text: str) -> int:  # backends override with their tokenizer
         return max(1, len(text) // 4)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing to free)
         """Free resources (files, connections, server processes)."""

@@ -1,0 +1,339 @@
+"""Hugging Face transformers backend: local causal LM or seq2seq (T5-style) folders, and GGUF files
+through transformers' GGUF loader (dequantised on load; needs the `gguf` package).
+
+Inputs are sorted by length and batched under a token budget, so padding stays small. Causal models are
+left-padded with explicit position ids, so every sequence ends at the last column and only the last K
+positions are projected onto the vocabulary (`logits_to_keep`): Gemma 3's 262k-token vocabulary would
+otherwise cost more than the transformer itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from rankdistill.errors import RankdistillError, require
+from rankdistill.llm._common import cut_at_stop, file_fingerprint, folder_fingerprint, split_continuation
+from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.models import resolve_model
+from rankdistill.utils import pick_dtype
+
+logger = logging.getLogger(__name__)
+
+
+class HFLLM(LLM):
+    """A transformers model run in-process.
+
+    Args:
+        model: model folder, a .gguf file, an alias known to `resolve_model`, or a hub name (downloaded
+            only when the hub is reachable and HF_HUB_OFFLINE is unset).
+        device: "cpu", "cuda", "cuda:1", ... (default: cuda when available).
+        dtype: "auto" (bf16 on GPUs and on CPUs with native bf16, else fp32), "bf16", "fp16", "fp32".
+        batch_size: most sequences per forward pass.
+        max_batch_tokens: most (padded) tokens per forward pass; long inputs get smaller batches.
+        n_threads: torch CPU threads (default: torch's own choice).
+    """
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = "auto",
+        batch_size: int = 16,
+        max_batch_tokens: int = 8192,
+        n_threads: int | None = None,
+        attn_implementation: str | None = "sdpa",
+    ):
+        torch = require("torch", "llm", "The transformers backend")
+        transformers = require("transformers", "llm", "The transformers backend")
+        self._torch = torch
+        if n_threads:
+            torch.set_num_threads(n_threads)
+        source = resolve_model(model)
+        path = Path(source)
+        load_from, kwargs = source, {}
+        if path.is_file():
+            if path.suffix.lower() != ".gguf":
+                raise RankdistillError(
+                    f"{path} is a file but not a .gguf; pass a model folder or a GGUF file"
+                )
+            require("gguf", "llm", "Loading GGUF files with transformers")
+            load_from, kwargs = str(path.parent), {"gguf_file": path.name}
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = pick_dtype(self.device, dtype)
+        self.batch_size = max(1, batch_size)
+        self.max_batch_tokens = max_batch_tokens
+        try:
+            config = transformers.AutoConfig.from_pretrained(load_from, **kwargs)
+        except OSError as exc:
+            raise RankdistillError(f"cannot load a transformers model from {source!r}: {exc}") from exc
+        self.is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        cls = transformers.AutoModelForSeq2SeqLM if self.is_seq2seq else transformers.AutoModelForCausalLM
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        self.model = (
+            cls.from_pretrained(load_from, dtype=self.dtype, **kwargs, **extra).to(self.device).eval()
+        )
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(load_from, **kwargs)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self._prefix, self._suffix = self._special_tokens_around()
+        self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._source = source
+        if path.is_file():
+            self._fingerprint = file_fingerprint(path)
+        elif path.is_dir():
+            self._fingerprint = folder_fingerprint(path)
+        else:
+            self._fingerprint = getattr(config, "_commit_hash", None) or ""
+        self._lock = threading.Lock()
+        self._warned_schema = False
+
+    # ------------------------------------------------------------------ tokens
+    def _special_tokens_around(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer adds before and after a text (BOS for Gemma/Llama, EOS for T5)."""
+        with_sp = self.tokenizer("x").input_ids
+        bare = self.tokenizer("x", add_special_tokens=False).input_ids
+        for k in range(len(with_sp) - len(bare) + 1):
+            if with_sp[k : k + len(bare)] == bare:
+                return with_sp[:k], with_sp[k + len(bare) :]
+        return [], []
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        """Causal: the prompt as the model sees it (BOS included). Seq2seq: the encoder input."""
+        ids = self._encode(text)
+        if not add_bos:
+            return ids
+        return self._prefix + ids + (self._suffix if self.is_seq2seq else [])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": Path(self._source).name,
+            "fingerprint": self._fingerprint,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "architecture": type(self.model).__name__,
+        }
+
+    def candidate_token_ids(self, candidates: list[str]) -> list[int]:
+        ids = []
+        for c in candidates:
+            toks = self._encode(c)
+            if not toks:
+                raise ValueError(f"candidate {c!r} has no tokens")
+            ids.append(toks[0])
+        return ids
+
+    # ------------------------------------------------------------------ batching
+    def _batches(self, lengths: list[int]):
+        """Index lists, longest first, each within batch_size and max_batch_tokens (padded)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batch: list[int] = []
+        for i in order:
+            width = lengths[batch[0]] if batch else lengths[i]
+            if batch and (len(batch) >= self.batch_size or width * (len(batch) + 1) > self.max_batch_tokens):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _left_pad(self, seqs: list[list[int]]):
+        torch = self._torch
+        T = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            ids[b, T - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[b, T - len(s) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _right_pad(self, seqs: list[list[int]], value: int):
+        torch = self._torch
+        T = max(1, max(len(s) for s in seqs))
+        ids = torch.full((len(seqs), T), value, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            if s:
+                ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+                mask[b, : len(s)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _causal_last_logits(self, seqs: list[list[int]], keep: int):
+        """Logits of the last `keep` positions of left-padded sequences: [B, keep, V] (float32)."""
+        ids, mask, pos = self._left_pad(seqs)
+        kw = {"logits_to_keep": keep} if self._keep_arg else {}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kw)
+        return out.logits[:, -keep:, :].float()
+
+    def _decoder_start(self) -> int:
+        start = self.model.config.decoder_start_token_id
+        if start is None:
+            start = self.pad_id
+        return int(start)
+
+    # ------------------------------------------------------------------ LLM interface
+    def score_continuations(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
+        torch = self._torch
+        results: list[ContinuationScore | None] = [None] * len(pairs)
+        if self.is_seq2seq:
+            enc = [self.tokenize(p) for p, _ in pairs]
+            dec = [self._encode(c) for _, c in pairs]
+            lengths = [len(e) + len(d) for e, d in zip(enc, dec, strict=True)]
+        else:
+            split = [split_continuation(self.tokenize, p, c) for p, c in pairs]
+            lengths = [len(ids) for ids, _ in split]
+        with self._lock, torch.inference_mode():
+            for idx in self._batches(lengths):
+                if self.is_seq2seq:
+                    e_ids, e_mask = self._right_pad([enc[i] for i in idx], self.pad_id)
+                    targets = [dec[i] for i in idx]
+                    d_in, d_mask = self._right_pad(
+                        [[self._decoder_start()] + t[:-1] for t in targets], self.pad_id
+                    )
+                    logits = self.model(
+                        input_ids=e_ids,
+                        attention_mask=e_mask,
+                        decoder_input_ids=d_in,
+                        decoder_attention_mask=d_mask,
+                    ).logits.float()
+                    lse = torch.logsumexp(logits, dim=-1)
+                    for b, i in enumerate(idx):
+                        t = targets[b]
+                        if not t:
+                            results[i] = ContinuationScore(0.0, 0, [])
+                            continue
+                        tt = torch.tensor(t, device=logits.device)
+                        lp = (logits[b, : len(t)].gather(-1, tt[:, None])[:, 0] - lse[b, : len(t)]).tolist()
+                        results[i] = ContinuationScore(float(sum(lp)), len(lp), lp)
+                    continue
+                seqs = [split[i][0] for i in idx]
+                starts = [split[i][1] for i in idx]
+                keep = max(max(len(s) - st + 1 for s, st in zip(seqs, starts, strict=True)), 1)
+                logits = self._causal_last_logits(seqs, keep)  # position T-keep+j predicts token T-keep+j+1
+                lse = torch.logsumexp(logits, dim=-1)
+                for b, i in enumerate(idx):
+                    s, st = seqs[b], starts[b]
+                    n = len(s) - st
+                    if n <= 0:
+                        results[i] = ContinuationScore(0.0, 0, [])
+                        continue
+                    # the last n+1 positions; the final one predicts past the end and is dropped
+                    rows = logits[b, keep - n - 1 : keep - 1]
+                    tt = torch.tensor(s[st:], device=logits.device)
+                    lp = (rows.gather(-1, tt[:, None])[:, 0] - lse[b, keep - n - 1 : keep - 1]).tolist()
+                    results[i] = ContinuationScore(float(sum(lp)), len(lp), lp)
+        return results  # type: ignore[return-value]
+
+    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
+        torch = self._torch
+        cand = torch.tensor(self.candidate_token_ids(candidates))
+        enc = [self.tokenize(p) for p in prompts]
+        out: list[list[float] | None] = [None] * len(prompts)
+        with self._lock, torch.inference_mode():
+            for idx in self._batches([len(e) for e in enc]):
+                seqs = [enc[i] for i in idx]
+                if self.is_seq2seq:
+                    e_ids, e_mask = self._right_pad(seqs, self.pad_id)
+                    start = torch.full(
+                        (len(idx), 1), self._decoder_start(), dtype=torch.long, device=self.device
+                    )
+                    logits = self.model(
+                        input_ids=e_ids, attention_mask=e_mask, decoder_input_ids=start
+                    ).logits[:, 0]
+                else:
+                    logits = self._causal_last_logits(seqs, 1)[:, 0]
+                rows = logits.float()[:, cand.to(logits.device)].tolist()
+                for b, i in enumerate(idx):
+                    out[i] = rows[b]
+        return out  # type: ignore[return-value]
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: list[str] | None = None,
+        json_schema: dict | None = None,
+    ) -> list[Generation]:
+        """Batched `model.generate`; sampling is seeded once per call (batches are formed the same way for
+        the same prompts, so a call repeats exactly). `json_schema` is NOT enforced by this backend (use
+        llama.cpp or a server for constrained output); `Generation.logprob` is log P(text | prompt) of the
+        returned, stop-trimmed text."""
+        torch = self._torch
+        if json_schema is not None and not self._warned_schema:
+            logger.warning(
+                "the transformers backend does not constrain output to a JSON schema; parse leniently"
+            )
+            self._warned_schema = True
+        enc = [self.tokenize(p) for p in prompts]
+        texts: list[str] = [""] * len(prompts)
+        n_new: list[int] = [0] * len(prompts)
+        finish: list[str] = ["length"] * len(prompts)
+        sample = temperature > 0
+        gen_kw: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "do_sample": sample,
+            "pad_token_id": self.pad_id,
+            "num_beams": 1,
+        }
+        if sample:
+            gen_kw.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:  # greedy: neutralise sampling defaults a model's generation_config may carry
+            gen_kw.update(temperature=None, top_p=None, top_k=None)
+        if stop:
+            gen_kw.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        eos = set(self._eos_ids())
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(seed)
+            for idx in self._batches([len(e) + max_tokens for e in enc]):
+                seqs = [enc[i] for i in idx]
+                if self.is_seq2seq:
+                    ids, mask = self._right_pad(seqs, self.pad_id)
+                    out = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kw)
+                    new = out[:, 1:]  # drop the decoder start token
+                else:
+                    ids, mask, _ = self._left_pad(seqs)
+                    out = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kw)
+                    new = out[:, ids.shape[1] :]
+                for b, i in enumerate(idx):
+                    toks = new[b].tolist()
+                    cut = next((k for k, t in enumerate(toks) if t in eos), None)
+                    if cut is not None:
+                        toks, finish[i] = toks[:cut], "stop"
+                    text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                    text, stopped = cut_at_stop(text, stop)
+                    if stopped:
+                        finish[i] = "stop"
+                    texts[i], n_new[i] = text, len(toks)
+        scores = self.score_continuations([(p, t) for p, t in zip(prompts, texts, strict=True)])
+        return [
+            Generation(text=t, logprob=s.logprob, n_tokens=n, finish_reason=f, prompt_tokens=len(e))
+            for t, s, n, f, e in zip(texts, scores, n_new, finish, enc, strict=True)
+        ]
+
+    def _eos_ids(self) -> list[int]:
+        ids = self.model.generation_config.eos_token_id
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        return [int(i) for i in ids if i is not None] + [self.pad_id]
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]

@@ -1,0 +1,261 @@
+"""llama.cpp backend (llama-cpp-python) for GGUF files.
+
+Scoring decodes only what it must: the KV cache keeps the longest common token prefix with the previous
+call (prompts that share a query or an instruction are evaluated once), and logits are requested only for
+the positions that are scored, never for the whole vocabulary at every prompt token (`logits_all` would
+cost n_ctx x 262k floats for Gemma 3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankdistill.errors import RankdistillError, require
+from rankdistill.llm._common import (
+    common_prefix_len,
+    cut_at_stop,
+    file_fingerprint,
+    logprob_of,
+    split_continuation,
+)
+from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.models import resolve_model
+
+logger = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    """$RANKDISTILL_THREADS, else every core this process may use."""
+    env = os.environ.get("RANKDISTILL_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LlamaCppLLM(LLM):
+    """A GGUF model run in-process by llama.cpp.
+
+    Args:
+        model: path of a .gguf file, or an alias known to `rankdistill.models.resolve_model`.
+        n_ctx: context window in tokens; prompt + continuation must fit.
+        n_threads: CPU threads for generation and prompt processing (default: all usable cores).
+        n_batch: tokens per decode call.
+        n_gpu_layers: layers offloaded to a GPU when llama.cpp was built with one (-1: all).
+        parse_special: tokenise special-token text such as ``<start_of_turn>`` as special tokens; off by
+            default so a document that happens to contain such text cannot inject control tokens.
+        seed: default sampling seed (each `generate` call passes its own).
+    """
+
+    backend = "llamacpp"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        n_gpu_layers: int = 0,
+        parse_special: bool = False,
+        seed: int = 0,
+        verbose: bool = False,
+        **llama_kwargs: Any,
+    ):
+        llama_cpp = require("llama_cpp", "llm", "The llama.cpp backend")
+        path = Path(resolve_model(model))
+        if not path.is_file():
+            raise RankdistillError(f"llama.cpp backend needs a GGUF file; {path} is not a file")
+        threads = n_threads or default_threads()
+        self.path = path
+        self.n_threads = threads
+        self.parse_special = parse_special
+        self._llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=n_gpu_layers,
+            logits_all=False,
+            seed=seed,
+            verbose=verbose,
+            **llama_kwargs,
+        )
+        self._llama_cpp = llama_cpp
+        # free the native context before interpreter teardown (Llama.__del__ fails once modules are gone)
+        self._finalizer = weakref.finalize(self, self._llama.close)
+        self._lock = threading.RLock()  # one llama context: calls from several threads take turns
+        self._fingerprint = file_fingerprint(path)
+        self._n_vocab = self._llama.n_vocab()
+
+    # ------------------------------------------------------------------ identity and tokens
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.path.name,
+            "fingerprint": self._fingerprint,
+            "quantization": str(self._llama.metadata.get("general.file_type", "")),
+        }
+
+    @property
+    def n_ctx(self) -> int:
+        return self._llama.n_ctx()
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=self.parse_special)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text, add_bos=False))
+
+    def _check_fits(self, n: int) -> None:
+        if n > self.n_ctx:
+            raise ValueError(
+                f"{n} tokens do not fit the context window of {self.n_ctx}; shorten the input "
+                f"or load the model with a larger n_ctx"
+            )
+
+    # ------------------------------------------------------------------ low-level decoding
+    def _decode(self, ids: list[int], want: list[int], on_row: Callable[[int, np.ndarray], None]) -> None:
+        """Make the KV cache hold `ids`, calling on_row(position, logits) for each position in `want`
+        (logits at position p predict token p + 1). Reuses the cached common prefix."""
+        L = self._llama
+        self._check_fits(len(ids))
+        keep = common_prefix_len(L.input_ids[: L.n_tokens].tolist(), ids)
+        if want:
+            keep = min(keep, min(want))
+        keep = min(keep, len(ids) - 1)  # always decode at least one token so the logits are fresh
+        if not L._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0
+            L.reset()
+            L._ctx.kv_cache_seq_rm(-1, 0, -1)
+        L.n_tokens = keep
+        wanted = set(want)
+        batch = L._batch.batch
+        pos = keep
+        while pos < len(ids):
+            chunk = ids[pos : pos + L.n_batch]
+            batch.n_tokens = len(chunk)
+            for j, tok in enumerate(chunk):
+                batch.token[j] = tok
+                batch.pos[j] = pos + j
+                batch.seq_id[j][0] = 0
+                batch.n_seq_id[j] = 1
+                batch.logits[j] = (pos + j) in wanted
+            L._ctx.decode(L._batch)
+            L.input_ids[pos : pos + len(chunk)] = chunk
+            L.n_tokens = pos + len(chunk)
+            for j in range(len(chunk)):
+                if (pos + j) in wanted:
+                    ptr = L._ctx.get_logits_ith(j)
+                    on_row(pos + j, np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)))
+            pos += len(chunk)
+        # `Llama.generate` samples straight from the live logits on an exact cache hit; ours may belong
+        # to an earlier position, so make it decode again.
+        L._requires_eval = True
+
+    def _score_ids(self, ids: list[int], start: int) -> ContinuationScore:
+        if start >= len(ids):
+            return ContinuationScore(logprob=0.0, n_tokens=0, token_logprobs=[])
+        lps: list[float] = []
+
+        def take(p: int, row: np.ndarray) -> None:
+            lps.append(logprob_of(row, ids[p + 1]))
+
+        # the last token's logits are not needed: decode up to it (it predicts nothing we score)
+        self._decode(ids[:-1], list(range(start - 1, len(ids) - 1)), take)
+        return ContinuationScore(logprob=float(sum(lps)), n_tokens=len(lps), token_logprobs=lps)
+
+    # ------------------------------------------------------------------ LLM interface
+    def score_continuations(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
+        out = []
+        with self._lock:
+            for prompt, continuation in pairs:
+                ids, start = split_continuation(self.tokenize, prompt, continuation)
+                out.append(self._score_ids(ids, start))
+        return out
+
+    def candidate_token_ids(self, candidates: list[str]) -> list[int]:
+        """The first token of each candidate string (what `next_token_logits` reads)."""
+        ids = []
+        for c in candidates:
+            toks = self.tokenize(c, add_bos=False)
+            if not toks:
+                raise ValueError(f"candidate {c!r} has no tokens")
+            ids.append(toks[0])
+        return ids
+
+    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
+        cand = self.candidate_token_ids(candidates)
+        out: list[list[float]] = []
+        with self._lock:
+            for prompt in prompts:
+                ids = self.tokenize(prompt)
+                self._decode(ids, [len(ids) - 1], lambda _p, row: out.append([float(row[c]) for c in cand]))
+        return out
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: list[str] | None = None,
+        json_schema: dict | None = None,
+    ) -> list[Generation]:
+        """Prompt i is sampled with seed `seed + i`: a call repeats exactly, and copies of one prompt in a
+        call give different samples. `json_schema` becomes a llama.cpp grammar, so the output parses.
+        `Generation.logprob` is log P(text | prompt) of the returned (stop-trimmed) text."""
+        grammar = None
+        if json_schema is not None:
+            grammar = self._llama_cpp.LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
+        results = []
+        with self._lock:
+            for i, prompt in enumerate(prompts):
+                prompt_ids = self.tokenize(prompt)
+                self._check_fits(len(prompt_ids) + 1)
+                res = self._llama.create_completion(
+                    prompt_ids,
+                    max_tokens=max(1, min(max_tokens, self.n_ctx - len(prompt_ids))),
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=0,  # plain temperature / nucleus sampling, comparable across backends
+                    min_p=0.0,
+                    typical_p=1.0,
+                    repeat_penalty=1.0,
+                    seed=seed + i,
+                    stop=list(stop or []),
+                    grammar=grammar,
+                )
+                choice = res["choices"][0]
+                text, _ = cut_at_stop(choice["text"], stop)
+                score = self._score_ids(*split_continuation(self.tokenize, prompt, text)) if text else None
+                results.append(
+                    Generation(
+                        text=text,
+                        logprob=score.logprob if score else 0.0,
+                        n_tokens=res["usage"]["completion_tokens"],
+                        finish_reason=choice.get("finish_reason") or "stop",
+                        prompt_tokens=len(prompt_ids),
+                    )
+                )
+        return results
+
+    def close(self) -> None:
+        with self._lock:
+            if getattr(self, "_llama", None) is not None:
+                self._finalizer()
+                self._llama = None

@@ -1,0 +1,384 @@
+"""Any OpenAI-compatible HTTP server: vLLM, Ollama, llama.cpp's servers, OpenAI itself.
+
+Log-probabilities come from the legacy `/completions` endpoint: continuation scoring sends prompt +
+continuation with `echo` and `logprobs` and reads the continuation's tokens by `text_offset`; next-token
+"logits" are the top log-probabilities of one generated token (log-probabilities differ from logits by a
+per-prompt constant, so differences and softmaxes over candidates are the same). Servers that cannot echo
+(OpenAI's chat models) can still generate and give top log-probabilities through `/chat/completions`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
+
+from rankdistill.errors import RankdistillError
+from rankdistill.llm._common import cut_at_stop
+from rankdistill.llm.base import LLM, ContinuationScore, Generation
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class LLMServerError(RankdistillError):
+    """The server failed, refused, or cannot give what was asked (e.g. log-probabilities)."""
+
+
+def _env(*names: str) -> str | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v:
+            return v
+    return None
+
+
+class OpenAICompatLLM(LLM):
+    """A model behind an OpenAI-compatible HTTP API.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``; default $RANKDISTILL_LLM_BASE_URL, then $OPENAI_BASE_URL.
+        model: model name sent with each request; default $RANKDISTILL_LLM_MODEL, else the first model
+            the server lists under /models.
+        api_key: default $RANKDISTILL_LLM_API_KEY, then $OPENAI_API_KEY (sent as a Bearer token).
+        endpoint: "completions" (base models; needed for continuation scoring) or "chat".
+        timeout: seconds to wait for a response (connect timeout is min(timeout, 10)).
+        max_retries: retries after a 408/409/425/429/5xx answer or a connection error, with exponential
+            backoff (`backoff` * 2^attempt seconds, jittered, at most `max_backoff`; Retry-After wins).
+        concurrency: requests in flight at once.
+        top_logprobs: how many top tokens to ask for in `next_token_logits` (OpenAI allows 5 on
+            completions and 20 on chat; vLLM 20 unless raised with --max-logprobs).
+        json_mode: how `json_schema` is sent: "response_format" (OpenAI, vLLM, Ollama, llama.cpp's C++
+            server), "grammar" (llama-cpp-python's server: the schema is turned into a GBNF grammar
+            here), "guided_json" (older vLLM), or "none".
+        missing_candidate: what `next_token_logits` does when a candidate is not among the top tokens
+            and the server cannot echo: "error", or "floor" (use the lowest returned log-probability,
+            an upper bound of the true value).
+        generation_logprobs: ask for the log-probabilities of generated tokens (`Generation.logprob`;
+            NaN when the server gives none).
+    """
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        endpoint: Literal["completions", "chat"] = "completions",
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        concurrency: int = 4,
+        top_logprobs: int = 20,
+        json_mode: Literal["response_format", "grammar", "guided_json", "none"] = "response_format",
+        missing_candidate: Literal["error", "floor"] = "error",
+        generation_logprobs: bool = True,
+        headers: dict[str, str] | None = None,
+    ):
+        import httpx
+
+        base_url = base_url or _env("RANKDISTILL_LLM_BASE_URL", "OPENAI_BASE_URL")
+        if not base_url:
+            raise RankdistillError(
+                "the OpenAI-compatible backend needs a base URL (e.g. http://127.0.0.1:8000/v1): pass "
+                "base_url or set RANKDISTILL_LLM_BASE_URL / OPENAI_BASE_URL"
+            )
+        if endpoint not in ("completions", "chat"):
+            raise ValueError(f"endpoint must be 'completions' or 'chat', not {endpoint!r}")
+        self.base_url = base_url.rstrip("/")
+        self.endpoint = endpoint
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.concurrency = max(1, concurrency)
+        self.top_logprobs = top_logprobs
+        self.json_mode = json_mode
+        self.missing_candidate = missing_candidate
+        self.generation_logprobs = generation_logprobs
+        key = api_key or _env("RANKDISTILL_LLM_API_KEY", "OPENAI_API_KEY")
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if key:
+            hdrs["Authorization"] = f"Bearer {key}"
+        self._httpx = httpx
+        self._client = httpx.Client(
+            base_url=self.base_url + "/",
+            headers=hdrs,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+        )
+        self._model = model or _env("RANKDISTILL_LLM_MODEL")
+        self._model_lock = threading.Lock()
+        self._echo_ok: bool | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def model(self) -> str:
+        """The model name; asks the server's /models once when none was given."""
+        with self._model_lock:
+            if self._model is None:
+                data = self._request("GET", "models")
+                models = [m.get("id") for m in data.get("data", []) if m.get("id")]
+                if not models:
+                    raise LLMServerError(f"{self.base_url}/models lists no model; pass model=...")
+                self._model = models[0]
+            return self._model
+
+    def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
+        """One call with retries on 408/409/425/429/5xx and connection errors, exponential backoff."""
+        url = f"{self.base_url}/{path}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                resp = self._client.request(method, path, json=payload)
+            except self._httpx.TransportError as exc:  # refused, reset, timed out
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code == 200:
+                    try:
+                        return resp.json()
+                    except json.JSONDecodeError:
+                        raise LLMServerError(
+                            f"{url} answered 200 with a body that is not JSON: {resp.text[:300]!r}"
+                        ) from None
+                body = resp.text[:500]
+                if resp.status_code not in RETRY_STATUS:
+                    raise LLMServerError(f"{url} answered HTTP {resp.status_code}: {body}")
+                last = f"HTTP {resp.status_code}: {body}"
+                retry_after = _retry_after(resp.headers.get("retry-after"))
+            if attempt == self.max_retries:
+                break
+            delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+            if retry_after is not None:
+                delay = min(self.max_backoff, retry_after)
+            logger.warning(
+                "%s failed (%s); retry %d/%d in %.1fs", url, last, attempt + 1, self.max_retries, delay
+            )
+            time.sleep(delay)
+        raise LLMServerError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last}")
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """fn over items with at most `concurrency` requests in flight, results in input order."""
+        if len(items) <= 1 or self.concurrency == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def _json_fields(self, schema: dict | None) -> dict:
+        if schema is None or self.json_mode == "none":
+            return {}
+        if self.json_mode == "response_format":
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": schema, "strict": True},
+                }
+            }
+        if self.json_mode == "guided_json":
+            return {"guided_json": schema}
+        if self.json_mode == "grammar":
+            from rankdistill.errors import require
+
+            require("llama_cpp", "llm", "json_mode='grammar' (JSON schema to GBNF)")
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
+        raise ValueError(f"unknown json_mode {self.json_mode!r}")
+
+    # ------------------------------------------------------------------ LLM interface
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "base_url": self.base_url,
+            "endpoint": self.endpoint,
+        }
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: list[str] | None = None,
+        json_schema: dict | None = None,
+    ) -> list[Generation]:
+        """Prompt i is sent with seed `seed + i` (servers that honour seeds then repeat exactly)."""
+        model = self.model
+        extra = self._json_fields(json_schema)
+
+        def one(item: tuple[int, str]) -> Generation:
+            i, prompt = item
+            payload: dict[str, Any] = {
+                "model": model,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed + i,
+                **extra,
+            }
+            if stop:
+                payload["stop"] = list(stop)
+            if self.endpoint == "chat":
+                payload["messages"] = [{"role": "user", "content": prompt}]
+                if self.generation_logprobs:
+                    payload["logprobs"] = True
+                data = self._request("POST", "chat/completions", payload)
+                choice = _first_choice(data, self.base_url)
+                text = (choice.get("message") or {}).get("content") or ""
+                content = (choice.get("logprobs") or {}).get("content") or []
+                lps = [t.get("logprob") for t in content]
+            else:
+                payload["prompt"] = prompt
+                if self.generation_logprobs:
+                    payload["logprobs"] = 0
+                data = self._request("POST", "completions", payload)
+                choice = _first_choice(data, self.base_url)
+                text = choice.get("text") or ""
+                lps = list((choice.get("logprobs") or {}).get("token_logprobs") or [])
+            text, _ = cut_at_stop(text, stop)  # some servers leave the stop string in
+            usage = data.get("usage") or {}
+            n_tokens = usage.get("completion_tokens") or len(lps)
+            logprob = float(sum(lps)) if lps and all(x is not None for x in lps) else math.nan
+            return Generation(
+                text=text,
+                logprob=logprob,
+                n_tokens=int(n_tokens),
+                finish_reason=choice.get("finish_reason") or "stop",
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            )
+
+        return self._map(one, list(enumerate(prompts)))
+
+    def _echo(self, prompt: str, continuation: str) -> ContinuationScore:
+        """Score a continuation by echoing prompt + continuation with per-token log-probabilities."""
+        if self.endpoint == "chat":
+            raise LLMServerError(
+                "continuation scoring needs the /completions endpoint with echo and logprobs; "
+                "this backend was configured with endpoint='chat'"
+            )
+        full = prompt + continuation
+        data = self._request(
+            "POST",
+            "completions",
+            {
+                "model": self.model,
+                "prompt": full,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "echo": True,
+                "logprobs": 0,
+            },
+        )
+        choice = _first_choice(data, self.base_url)
+        lp = choice.get("logprobs") or {}
+        offsets, token_lps = lp.get("text_offset"), lp.get("token_logprobs")
+        if not offsets or token_lps is None:
+            raise LLMServerError(
+                f"{self.base_url} returned no log-probabilities for echo=True, logprobs=0; it cannot score "
+                "continuations (vLLM and llama.cpp servers can; OpenAI chat models cannot)"
+            )
+        if not continuation:
+            return ContinuationScore(logprob=0.0, n_tokens=0, token_logprobs=[])
+        p, n = len(prompt), len(full)
+        ends = list(offsets[1:]) + [n]
+        picked = [i for i, (a, b) in enumerate(zip(offsets, ends, strict=True)) if a < n and b > p]
+        if not picked:
+            raise LLMServerError(
+                f"{self.base_url} did not echo the prompt's tokens (text_offset starts at {offsets[0]}); "
+                "it cannot score continuations"
+            )
+        values = [token_lps[i] for i in picked]
+        if any(v is None for v in values):
+            raise LLMServerError(
+                f"{self.base_url} gave no log-probability for the first token of the text; "
+                "continuations need a non-empty prompt"
+            )
+        values = [float(v) for v in values]
+        return ContinuationScore(logprob=float(sum(values)), n_tokens=len(values), token_logprobs=values)
+
+    def score_continuations(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
+        return self._map(lambda pc: self._echo(*pc), list(pairs))
+
+    def _top_logprobs(self, prompt: str) -> dict[str, float]:
+        payload: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0}
+        if self.endpoint == "chat":
+            payload.update(
+                messages=[{"role": "user", "content": prompt}], logprobs=True, top_logprobs=self.top_logprobs
+            )
+            choice = _first_choice(self._request("POST", "chat/completions", payload), self.base_url)
+            content = (choice.get("logprobs") or {}).get("content") or []
+            if not content or not content[0].get("top_logprobs"):
+                raise LLMServerError(f"{self.base_url} returned no top_logprobs for a chat completion")
+            top = {t["token"]: float(t["logprob"]) for t in content[0]["top_logprobs"]}
+            top.setdefault(content[0]["token"], float(content[0]["logprob"]))
+            return top
+        payload.update(prompt=prompt, logprobs=self.top_logprobs)
+        choice = _first_choice(self._request("POST", "completions", payload), self.base_url)
+        tops = (choice.get("logprobs") or {}).get("top_logprobs")
+        if not tops or not tops[0]:
+            raise LLMServerError(
+                f"{self.base_url} returned no top log-probabilities (asked logprobs={self.top_logprobs}); "
+                "the server does not support logprobs"
+            )
+        return {k: float(v) for k, v in tops[0].items()}
+
+    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
+        """Log-probabilities (logits up to a per-prompt constant) of each candidate's first token. A
+        candidate outside the server's top tokens is scored exactly by echo on /completions."""
+
+        def one(prompt: str) -> list[float]:
+            top = self._top_logprobs(prompt)
+            row: list[float] = []
+            for c in candidates:
+                if c in top:
+                    row.append(top[c])
+                elif self.endpoint == "completions":
+                    first = self._echo(prompt, c).token_logprobs
+                    row.append(first[0] if first else math.nan)
+                elif self.missing_candidate == "floor":
+                    row.append(min(top.values()))
+                else:
+                    raise LLMServerError(
+                        f"candidate {c!r} is not among the server's top {len(top)} tokens for a prompt "
+                        f"starting {prompt[:60]!r}, and the chat endpoint cannot echo; raise top_logprobs or "
+                        "use missing_candidate='floor'"
+                    )
+            return row
+
+        return self._map(one, list(prompts))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _first_choice(data: dict, where: str) -> dict:
+    choices = data.get("choices")
+    if not choices:
+        raise LLMServerError(f"{where} answered without choices: {json.dumps(data)[:300]}")
+    return choices[0]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back on exponential backoff
