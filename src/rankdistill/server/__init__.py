@@ -1,1 +1,1 @@
-"""server layer."""
+"""The HTTP API (FastAPI): `create_app(reranker)`; `rankdistill serve` runs it under uvicorn."""
