@@ -30,15 +30,16 @@ LISTWISE = register(
 LISTWISE_JSON = register(
     PromptTemplate(
         name="listwise-json",
-        version="1",
+        # 2: no example answer in the text (a small model copied "[2, 1, 3]" as its answer)
+        version="2",
         template=(
             "I will give you {num} passages, each marked with a numerical identifier in brackets. "
             "Rank the passages by how relevant they are to the search query.\n\n"
             "{passages}\n\n"
             "Search query: {query}\n\n"
             "Rank the {num} passages above from most to least relevant to the search query. "
-            'Answer with a JSON object {{"ranking": [...]}} that lists all {num} identifiers as numbers, '
-            'most relevant first, each once, like {{"ranking": [2, 1, 3]}}.\n\n'
+            'Answer with a JSON object whose "ranking" lists all {num} identifiers as numbers, most relevant '
+            "first, each once.\n\n"
             "Answer:"
         ),
     )
@@ -50,15 +51,16 @@ def render_passages(texts: list[str]) -> str:
     return "\n".join(f"[{i}] {' '.join(t.split())}" for i, t in enumerate(texts, start=1))
 
 
-def ranking_schema(n: int) -> dict:
-    """JSON schema of the listwise answer: a list of identifiers 1..n (duplicates are left to the parser,
-    since grammar engines do not enforce uniqueItems)."""
+def ranking_schema(n: int, min_items: int = 1) -> dict:
+    """JSON schema of the listwise answer: at least `min_items` and at most n identifiers from 1..n.
+    Duplicates are left to the parser, since grammar engines do not enforce uniqueItems."""
     return {
         "type": "object",
         "properties": {
             "ranking": {
                 "type": "array",
                 "items": {"type": "integer", "enum": list(range(1, n + 1))},
+                "minItems": min(min_items, n),
                 "maxItems": n,
             },
         },

@@ -1,0 +1,490 @@
+"""Listwise teacher: an LLM ranks a list of passages; its answer is stored as a permutation plus the
+pairwise preferences derived from it.
+
+Two ways to spend the LLM:
+
+- sliding window (RankGPT, Sun et al. 2023): rank the top `depth` candidates in windows of `window`
+  passages, moving up by `step` from the bottom, so good passages bubble to the top; about
+  (depth - window) / step + 1 calls a query.
+- one pass (RRADistill, Choi et al. 2024): the pre-ranker's top-k and bottom-k candidates in one list,
+  ranked once with no window; passages the LLM leaves out of its answer are recorded as hard negatives
+  ("missing"). One call a query.
+
+Queries of a batch advance window by window in lockstep, so every backend call carries one prompt per
+query and backends can batch them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rankdistill.data.types import Document, Run
+from rankdistill.errors import RankdistillError
+from rankdistill.llm.base import LLM, Generation
+from rankdistill.teachers.parsing import PermutationParse, parse_permutation, sum_repairs
+from rankdistill.teachers.prompts import PromptTemplate, get_prompt
+from rankdistill.teachers.prompts.listwise import ranking_schema, render_passages
+
+log = logging.getLogger(__name__)
+
+METHODS = ("sliding_window", "one_pass")
+PARSER_VERSION = "1"  # bump when parse_permutation changes what it makes of an answer
+
+
+def supports_json_schema(llm: LLM) -> bool:
+    """Whether the backend can constrain its output to a JSON schema (llama.cpp grammars, OpenAI
+    `response_format`); a backend says so with a `supports_json_schema` attribute."""
+    flag = getattr(llm, "supports_json_schema", None)
+    if flag is not None:
+        return bool(flag)
+    return llm.backend in ("llamacpp", "openai")
+
+
+def truncate_words(text: str, max_words: int | None) -> str:
+    words = text.split()
+    if max_words is None or len(words) <= max_words:
+        return " ".join(words)
+    return " ".join(words[:max_words])
+
+
+@dataclass
+class ListwiseItem:
+    """One query's list for the teacher: documents in the pre-ranker's order (as shown to the LLM)."""
+
+    query_id: str
+    query: str
+    doc_ids: list[str]
+    texts: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.doc_ids) != len(self.texts):
+            raise ValueError(
+                f"query {self.query_id}: {len(self.doc_ids)} doc ids but {len(self.texts)} texts"
+            )
+        if len(set(self.doc_ids)) != len(self.doc_ids):
+            raise ValueError(f"query {self.query_id}: a document id appears twice in the candidate list")
+
+
+@dataclass
+class WindowAnswer:
+    """One LLM call: the window it saw (input order), what it answered and what the parser made of it."""
+
+    doc_ids: list[str]
+    order: list[str]  # the window after the answer: answered ids, then missing ones in input order
+    missing: list[str]
+    raw: str
+    format: str
+    repairs: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+@dataclass
+class ListwiseLabel:
+    """A query's listwise label: the permutation of its candidates and how it was obtained."""
+
+    query_id: str
+    query: str
+    method: str
+    doc_ids: list[str]  # candidates in input order
+    order: list[int]  # permutation as indices into doc_ids, best first
+    missing: list[int]  # indices the LLM never placed in any window (hard negatives in one-pass)
+    windows: list[WindowAnswer] = field(default_factory=list)
+    compute_ms: float = 0.0
+
+    @property
+    def permutation(self) -> list[str]:
+        return [self.doc_ids[i] for i in self.order]
+
+    @property
+    def missing_ids(self) -> list[str]:
+        return [self.doc_ids[i] for i in self.missing]
+
+    @property
+    def llm_calls(self) -> int:
+        return len(self.windows)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(w.prompt_tokens for w in self.windows)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(w.completion_tokens for w in self.windows)
+
+    def repairs(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for w in self.windows:
+            for k, v in w.repairs.items():
+                total[k] = total.get(k, 0) + v
+        total["answers"] = len(self.windows)
+        total["answers_repaired"] = sum(any(w.repairs.values()) for w in self.windows)
+        return total
+
+    def preferences(self) -> list[tuple[str, str]]:
+        """(better, worse) document id pairs implied by the permutation. Pairs of two missing documents
+        are left out: their relative order is the input order, not the teacher's judgement."""
+        missing = set(self.missing)
+        out = []
+        for a_pos, a in enumerate(self.order):
+            for b in self.order[a_pos + 1 :]:
+                if a in missing and b in missing:
+                    continue
+                out.append((self.doc_ids[a], self.doc_ids[b]))
+        return out
+
+    def scores(self) -> dict[str, float]:
+        """Rank-based scores (n for the first, 1 for the last): the permutation as a run entry."""
+        n = len(self.order)
+        return {self.doc_ids[i]: float(n - r) for r, i in enumerate(self.order)}
+
+    def to_value(self) -> dict[str, Any]:
+        """The JSON value stored in the label store."""
+        return {
+            "method": self.method,
+            "order": self.order,
+            "permutation": self.permutation,
+            "missing": self.missing_ids,
+            "missing_index": self.missing,
+            "preferences": [list(p) for p in self.preferences()],
+            "llm_calls": self.llm_calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "repairs": self.repairs(),
+            "windows": [asdict(w) for w in self.windows],
+            "compute_ms": self.compute_ms,
+        }
+
+    @classmethod
+    def from_value(
+        cls, query_id: str, query: str, doc_ids: Sequence[str], value: Mapping[str, Any]
+    ) -> ListwiseLabel:
+        """Rebuild a label from the store. The order is kept as indices, so it maps onto `doc_ids` even
+        when the same texts were first labelled under other ids."""
+        order = [int(i) for i in value["order"]]
+        missing = [int(i) for i in value.get("missing_index", [])]
+        windows = [WindowAnswer(**w) for w in value.get("windows", [])]
+        return cls(query_id, query, value.get("method", ""), list(doc_ids), order, missing, windows,
+                   float(value.get("compute_ms", 0.0)))  # fmt: skip
+
+
+class ListwiseTeacher:
+    """Ranks candidate lists with an LLM, by sliding window or in one pass.
+
+    >>> teacher = ListwiseTeacher(load_llm("gemma3-270m"), method="one_pass", top_k=10, bottom_k=10)
+    >>> item = teacher.select("q1", "what is bm25", run.ranked("q1"), corpus)
+    >>> label = teacher.rank([item])[0]
+    >>> label.permutation, label.missing_ids, label.preferences()[:3]
+    """
+
+    name = "listwise"
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        method: str = "sliding_window",
+        window: int = 20,
+        step: int = 10,
+        depth: int = 100,
+        top_k: int = 10,
+        bottom_k: int = 10,
+        max_passage_words: int | None = 100,
+        constrained: bool | None = None,
+        max_tokens: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        prompt: PromptTemplate | None = None,
+    ):
+        if method not in METHODS:
+            raise ValueError(f"listwise method {method!r}; expected one of {METHODS}")
+        if window < 2 or step < 1 or step >= window:
+            raise ValueError(
+                f"sliding window needs window >= 2 and 1 <= step < window (got window={window}, step={step})"
+            )
+        if depth < 1 or top_k < 1 or bottom_k < 0:
+            raise ValueError(
+                f"depth and top_k must be positive, bottom_k >= 0 (got {depth}, {top_k}, {bottom_k})"
+            )
+        self.llm = llm
+        self.method = method
+        self.window, self.step, self.depth = window, step, depth
+        self.top_k, self.bottom_k = top_k, bottom_k
+        self.max_passage_words = max_passage_words
+        self.constrained = supports_json_schema(llm) if constrained is None else constrained
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.prompt = prompt or get_prompt("listwise-json" if self.constrained else "listwise")
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that makes this teacher's labels what they are (part of every label key)."""
+        settings: dict[str, Any] = {"method": self.method, "max_passage_words": self.max_passage_words,
+                                    "constrained": self.constrained, "max_tokens": self.max_tokens,
+                                    "seed": self.seed, "parser": PARSER_VERSION}  # fmt: skip
+        if self.method == "sliding_window":
+            settings.update(window=self.window, step=self.step, depth=self.depth)
+        else:
+            settings.update(top_k=self.top_k, bottom_k=self.bottom_k, depth=self.depth, shuffle=self.shuffle)
+        n_ctx = getattr(self.llm, "n_ctx", None)
+        if isinstance(n_ctx, int):
+            settings["n_ctx"] = n_ctx  # passages are shortened further when a prompt would not fit
+        return {"teacher": self.name, "llm": self.llm.identity(), "settings": settings}
+
+    # -- choosing what the LLM sees ---------------------------------------------------------------------
+    def select(
+        self,
+        query_id: str,
+        query: str,
+        ranked: Sequence[str | tuple[str, float]],
+        corpus: Mapping[str, Document],
+    ) -> ListwiseItem:
+        """The candidate list of one query from the pre-ranker's ranking (best first): its top `depth`
+        for the sliding window; its top_k and bottom_k (of the top `depth`) for the one-pass pipeline."""
+        ids = [r if isinstance(r, str) else r[0] for r in ranked]
+        ids = [d for d in dict.fromkeys(ids) if d in corpus][: self.depth]
+        if self.method == "one_pass" and len(ids) > self.top_k + self.bottom_k:
+            ids = ids[: self.top_k] + (ids[-self.bottom_k :] if self.bottom_k else [])
+        if self.method == "one_pass" and self.shuffle:
+            # position bias: a fixed, query-dependent shuffle so labels repeat across runs
+            random.Random(f"{self.seed}:{query_id}").shuffle(ids)
+        texts = [truncate_words(corpus[d].full_text, self.max_passage_words) for d in ids]
+        return ListwiseItem(query_id, query, ids, texts)
+
+    # -- ranking ----------------------------------------------------------------------------------------
+    def _max_tokens(self, n: int) -> int:
+        if self.max_tokens is not None:
+            return self.max_tokens
+        # "[12] > " is about 5 tokens, "12, " about 3; leave room for a short preamble
+        return 6 * n + 24
+
+    def _min_items(self, n: int) -> int:
+        # A sliding window must place every passage; the one-pass pipeline lets the LLM leave passages out
+        # (they become hard negatives), but an empty list is no answer.
+        return n if self.method == "sliding_window" else 1
+
+    def _render(self, query: str, texts: list[str]) -> str:
+        """The prompt for one window, with passages shortened evenly when it would not fit the context."""
+        prompt = self.prompt.render(num=str(len(texts)), passages=render_passages(texts), query=query)
+        n_ctx = getattr(self.llm, "n_ctx", None)
+        if not isinstance(n_ctx, int):
+            return prompt
+        budget = n_ctx - self._max_tokens(len(texts)) - 8
+        n_tokens = self.llm.count_tokens(prompt)
+        words = max(len(t.split()) for t in texts)
+        while n_tokens > budget and words > 8:
+            words = max(8, int(words * 0.9 * budget / n_tokens))
+            short = [truncate_words(t, words) for t in texts]
+            prompt = self.prompt.render(num=str(len(texts)), passages=render_passages(short), query=query)
+            n_tokens = self.llm.count_tokens(prompt)
+        return prompt
+
+    def _ask(self, requests: list[tuple[str, list[str]]]) -> list[tuple[PermutationParse, Generation, str]]:
+        """One LLM call per (query, window texts); calls of equal window size go to the backend together."""
+        prompts = [self._render(query, texts) for query, texts in requests]
+        out: list[Any] = [None] * len(requests)
+        by_size: dict[int, list[int]] = {}
+        for i, (_, texts) in enumerate(requests):
+            by_size.setdefault(len(texts), []).append(i)
+        for n, idx in by_size.items():
+            gens = self.llm.generate(
+                [prompts[i] for i in idx],
+                max_tokens=self._max_tokens(n),
+                temperature=0.0,
+                seed=self.seed,
+                json_schema=ranking_schema(n, self._min_items(n)) if self.constrained else None,
+                # a base model tends to go on with another prompt after its answer
+                stop=None if self.constrained else ["Search query:", "I will give you"],
+            )
+            for i, gen in zip(idx, gens, strict=True):
+                out[i] = (parse_permutation(gen.text, n), gen, prompts[i])
+        return out
+
+    def _window_answer(
+        self, ids: list[str], parsed: PermutationParse, gen: Generation, prompt: str
+    ) -> WindowAnswer:
+        return WindowAnswer(
+            doc_ids=list(ids),
+            order=[ids[i] for i in parsed.order],
+            missing=[ids[i] for i in parsed.missing],
+            raw=gen.text,
+            format=parsed.format,
+            repairs=parsed.repairs,
+            prompt_tokens=gen.prompt_tokens or self.llm.count_tokens(prompt),
+            completion_tokens=gen.n_tokens or (self.llm.count_tokens(gen.text) if gen.text else 0),
+            finish_reason=gen.finish_reason,
+        )
+
+    def rank(self, items: Sequence[ListwiseItem]) -> list[ListwiseLabel]:
+        """Rank every item's list; queries advance in lockstep (one backend call per round)."""
+        start = time.perf_counter()
+        states = []
+        for item in items:
+            n = len(item.doc_ids)
+            windows = [(0, n)] if self.method == "one_pass" else sliding_windows(n, self.window, self.step)
+            states.append(
+                {"item": item, "ranking": list(range(n)), "windows": windows, "answers": [], "placed": set()}
+            )
+        rounds = max((len(s["windows"]) for s in states), default=0)
+        for r in range(rounds):
+            active = [s for s in states if r < len(s["windows"]) and len(s["item"].doc_ids) > 1]
+            if not active:
+                continue
+            requests = []
+            for s in active:
+                lo, hi = s["windows"][r]
+                requests.append((s["item"].query, [s["item"].texts[i] for i in s["ranking"][lo:hi]]))
+            try:
+                results = self._ask(requests)
+            except Exception as exc:
+                qids = [s["item"].query_id for s in active]
+                raise RankdistillError(f"listwise teacher failed on queries {qids[:10]}: {exc}") from exc
+            for s, (parsed, gen, prompt) in zip(active, results, strict=True):
+                lo, hi = s["windows"][r]
+                window_idx = s["ranking"][lo:hi]
+                s["ranking"][lo:hi] = [window_idx[i] for i in parsed.order]
+                s["placed"].update(window_idx[i] for i in parsed.answered)
+                ids = [s["item"].doc_ids[i] for i in window_idx]
+                s["answers"].append(self._window_answer(ids, parsed, gen, prompt))
+        per_query_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
+        labels = []
+        for s in states:
+            item = s["item"]
+            missing = [i for i in range(len(item.doc_ids)) if i not in s["placed"]] if s["answers"] else []
+            labels.append(
+                ListwiseLabel(
+                    item.query_id,
+                    item.query,
+                    self.method,
+                    list(item.doc_ids),
+                    s["ranking"],
+                    missing,
+                    s["answers"],
+                    per_query_ms,
+                )  # fmt: skip
+            )
+        return labels
+
+
+def sliding_windows(n: int, window: int, step: int) -> list[tuple[int, int]]:
+    """RankGPT's windows over n candidates, bottom first: [(n-w, n), (n-w-s, n-s), ..., (0, ...)]."""
+    if n <= 0:
+        return []
+    spans = []
+    end = n
+    while True:
+        lo = max(0, end - window)
+        spans.append((lo, end))
+        if lo == 0:
+            return spans
+        end -= step
+
+
+def labels_to_run(labels: Sequence[ListwiseLabel], name: str = "listwise") -> Run:
+    """The teacher's permutations as a run (rank-based scores), to evaluate it like any ranker."""
+    return Run({lab.query_id: lab.scores() for lab in labels}, name=name)
+
+
+def summarize(labels: Sequence[ListwiseLabel]) -> dict[str, Any]:
+    """Per-query cost and parse-repair rates of a set of labels."""
+    n = max(len(labels), 1)
+    windows = [w for lab in labels for w in lab.windows]
+    repairs = sum_repairs([])  # zeroed counters
+    for w in windows:
+        for k, v in w.repairs.items():
+            repairs[k] = repairs.get(k, 0) + v
+    repairs["answers"] = len(windows)
+    repairs["answers_repaired"] = sum(any(w.repairs.values()) for w in windows)
+    docs_shown = sum(len(w.doc_ids) for w in windows)
+    return {
+        "queries": len(labels),
+        "llm_calls_per_query": sum(lab.llm_calls for lab in labels) / n,
+        "prompt_tokens_per_query": sum(lab.prompt_tokens for lab in labels) / n,
+        "completion_tokens_per_query": sum(lab.completion_tokens for lab in labels) / n,
+        "seconds_per_query": sum(lab.compute_ms for lab in labels) / 1000 / n,
+        "repairs": repairs,
+        "repair_rate": repairs["answers_repaired"] / max(len(windows), 1),
+        "missing_rate": repairs.get("missing", 0) / max(docs_shown, 1),
+        "duplicate_rate": repairs.get("duplicate", 0) / max(docs_shown, 1),
+        "unknown_per_answer": repairs.get("unknown", 0) / max(len(windows), 1),
+        "free_text_rate": repairs.get("free_text", 0) / max(len(windows), 1),
+        "no_answer_rate": repairs.get("no_answer", 0) / max(len(windows), 1),
+        "truncated_rate": sum(w.finish_reason == "length" for w in windows) / max(len(windows), 1),
+    }
+
+
+# -- labelling into the store ---------------------------------------------------------------------------
+
+
+def listwise_jobs(teacher: ListwiseTeacher, queries: Mapping[str, str], corpus: Mapping[str, Document], run: Run,
+                  limit: int | None = None) -> list:  # fmt: skip
+    """One label-store job per query with candidates in `run` (at most `limit`), keyed by the teacher's
+    identity, its prompt, the query and the passage texts exactly as shown."""
+    from rankdistill.labels.runner import LabelJob
+    from rankdistill.labels.store import LabelStore
+
+    identity, prompt_identity = teacher.identity(), teacher.prompt.identity()
+    jobs = []
+    for qid, text in queries.items():
+        if qid not in run:
+            continue
+        item = teacher.select(qid, text, run.ranked(qid), corpus)
+        if not item.doc_ids:
+            continue
+        # the order is stored as indices, so the texts as shown determine the label, whatever the ids
+        key = LabelStore.key(identity, prompt_identity, text, item.texts)
+        jobs.append(LabelJob(key, item, query_id=qid, doc_ids=item.doc_ids, query=text))
+        if limit is not None and len(jobs) >= limit:
+            break
+    return jobs
+
+
+def label_listwise(
+    llm: LLM,
+    store: Any,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, Document],
+    run: Run,
+    *,
+    method: str = "one_pass",
+    window: int = 20,
+    step: int = 10,
+    depth: int = 100,
+    top_k: int = 10,
+    bottom_k: int = 10,
+    max_passage_words: int | None = 100,
+    constrained: bool | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    limit: int | None = None,
+    show_progress: bool = True,
+) -> tuple[list[ListwiseLabel], dict[str, Any]]:
+    """Label every query of `queries` that has candidates in `run` (the first `limit` of them), one
+    listwise label per query in the label store. Resumable: stored labels are skipped and each batch of
+    `batch_size` queries is committed whole. Returns the labels of all those queries (stored earlier or
+    now) and a summary: counts, LLM calls and tokens per query, parse-repair rates."""
+    from rankdistill.labels.runner import run_jobs
+
+    teacher = ListwiseTeacher(
+        llm, method=method, window=window, step=step, depth=depth, top_k=top_k, bottom_k=bottom_k,
+        max_passage_words=max_passage_words, constrained=constrained, seed=seed,
+    )  # fmt: skip
+    jobs = listwise_jobs(teacher, queries, corpus, run, limit)
+    result = run_jobs(
+        store, jobs, lambda items: [lab.to_value() for lab in teacher.rank(items)],
+        kind="listwise", teacher_name=f"{teacher.name}-{method}", teacher_identity=teacher.identity(),
+        batch_size=batch_size, desc=f"listwise labels ({method})", unit="query", show_progress=show_progress,
+    )  # fmt: skip
+    labels = [
+        ListwiseLabel.from_value(job.query_id, job.query, job.doc_ids, result.values[job.key]) for job in jobs
+    ]
+    summary = summarize(labels)
+    summary.update(method=method, cached=result.stats.cached, computed=result.stats.computed,
+                   seconds=result.stats.seconds)  # fmt: skip
+    return labels, summary
