@@ -1,7 +1,8 @@
 """InPars query generation with a real model: Gemma 3 270M (GGUF) through llama.cpp, on scifact documents.
 
 Tiny settings (a handful of documents, short documents and queries) keep this to seconds of generation;
-Gemma 270M writes poor queries, so the assertions are about the mechanics, not the quality.
+Gemma 270M writes poor queries, so the assertions are about the mechanics, not the quality. One llama.cpp
+thread: on a shared 2-core machine two spinning threads are several times slower than one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def llm(gemma_gguf):
     pytest.importorskip("llama_cpp")
     from rankdistill.llm.llamacpp import LlamaCppLLM
 
-    model = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=2)
+    model = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=1)
     yield model
     model.close()
 
@@ -114,7 +115,7 @@ from rankdistill.data.datasets import load_dataset
 from rankdistill.llm.llamacpp import LlamaCppLLM
 from rankdistill.teachers.querygen import QueryGenConfig, generate_synthetic_queries
 ds = load_dataset({str(data_dir / "scifact")!r})
-llm = LlamaCppLLM({str(gemma_gguf)!r}, n_ctx=1024, n_threads=2)
+llm = LlamaCppLLM({str(gemma_gguf)!r}, n_ctx=1024, n_threads=1)
 config = QueryGenConfig(method="vanilla", filter="logprob", keep_share=0.75, **{{**{SETTINGS!r}, "batch_size": 1}})
 generate_synthetic_queries(ds.corpus, config, llm=llm, out_dir={str(out)!r}, show_progress=False)
 """
@@ -135,7 +136,7 @@ generate_synthetic_queries(ds.corpus, config, llm=llm, out_dir={str(out)!r}, sho
 
     from rankdistill.llm.llamacpp import LlamaCppLLM
 
-    llm = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=2)
+    llm = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=1)
     try:
         config = QueryGenConfig(method="vanilla", filter="logprob", keep_share=0.75, **{**SETTINGS, "batch_size": 1})
         resumed = generate_synthetic_queries(scifact.corpus, config, llm=llm, out_dir=out, show_progress=False)
