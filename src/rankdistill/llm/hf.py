@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,47 @@ from rankdistill.models import resolve_model
 from rankdistill.utils import pick_dtype
 
 logger = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: $RANKDISTILL_CACHE, else ~/.cache/rankdistill."""
+    return Path(os.environ.get("RANKDISTILL_CACHE", Path.home() / ".cache" / "rankdistill")).expanduser()
+
+
+def gguf_as_folder(gguf: Path, dtype) -> Path:
+    """A GGUF file converted once into a transformers folder (safetensors in `dtype`) and cached.
+
+    transformers' GGUF loader parses the whole file (config, a 262k-entry tokenizer, tensors) on every
+    load, which takes minutes on a small CPU; the converted folder loads in about a second. The cache
+    key is the file's content fingerprint and the dtype, so a changed file is converted again."""
+    torch = require("torch", "llm", "The transformers backend")
+    transformers = require("transformers", "llm", "The transformers backend")
+    require("gguf", "llm", "Loading GGUF files with transformers")
+    tag = str(dtype).replace("torch.", "")
+    target = cache_dir() / "hf-from-gguf" / f"{gguf.stem}-{file_fingerprint(gguf)}-{tag}"
+    if (target / "config.json").is_file():
+        return target
+    logger.warning("converting %s to a transformers folder (once) at %s", gguf.name, target)
+    kw = {"gguf_file": gguf.name}
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=dtype, **kw)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
+    # the weights are dequantised in memory by now: save them as a plain checkpoint
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        with torch.no_grad():
+            model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a half-written folder is never taken for a converted one
+    except OSError:
+        if not (target / "config.json").is_file():  # not a concurrent conversion that won the race
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 class HFLLM(LLM):
@@ -57,29 +101,22 @@ class HFLLM(LLM):
             torch.set_num_threads(n_threads)
         source = resolve_model(model)
         path = Path(source)
-        load_from, kwargs = source, {}
-        if path.is_file():
-            if path.suffix.lower() != ".gguf":
-                raise RankdistillError(
-                    f"{path} is a file but not a .gguf; pass a model folder or a GGUF file"
-                )
-            require("gguf", "llm", "Loading GGUF files with transformers")
-            load_from, kwargs = str(path.parent), {"gguf_file": path.name}
+        if path.is_file() and path.suffix.lower() != ".gguf":
+            raise RankdistillError(f"{path} is a file but not a .gguf; pass a model folder or a GGUF file")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = pick_dtype(self.device, dtype)
+        load_from = str(gguf_as_folder(path, self.dtype)) if path.is_file() else source
         self.batch_size = max(1, batch_size)
         self.max_batch_tokens = max_batch_tokens
         try:
-            config = transformers.AutoConfig.from_pretrained(load_from, **kwargs)
+            config = transformers.AutoConfig.from_pretrained(load_from)
         except OSError as exc:
             raise RankdistillError(f"cannot load a transformers model from {source!r}: {exc}") from exc
         self.is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
         cls = transformers.AutoModelForSeq2SeqLM if self.is_seq2seq else transformers.AutoModelForCausalLM
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        self.model = (
-            cls.from_pretrained(load_from, dtype=self.dtype, **kwargs, **extra).to(self.device).eval()
-        )
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(load_from, **kwargs)
+        self.model = cls.from_pretrained(load_from, dtype=self.dtype, **extra).to(self.device).eval()
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(load_from)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id = int(self.tokenizer.pad_token_id)
