@@ -214,3 +214,32 @@ def test_gemma_one_pass_on_noveleval(gemma, data_dir, constrained):
         assert set(lab.missing_ids) == set(w.missing)
     s = summarize(labels)
     assert s["llm_calls_per_query"] == 1.0 and 0.0 <= s["repair_rate"] <= 1.0
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+@pytest.mark.data
+def test_cli_label_kind_listwise_with_gemma(gemma_gguf, data_dir, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rankdistill.cli.app import app
+
+    monkeypatch.setenv("RANKDISTILL_THREADS", "1")
+    store = tmp_path / "labels.sqlite"
+    args = ["label", "--kind", "listwise", "-t", f"llamacpp:{gemma_gguf}", "-d", str(data_dir / "noveleval-2306"),
+            "--run", str(data_dir / "noveleval-2306" / "runs" / "initial_order_top20.trec"), "-k", "3", "-n", "1",
+            "--store", str(store)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["kind"] == "listwise" and summary["method"] == "one_pass" and summary["computed"] == 1
+    assert summary["llm_calls_per_query"] == 1.0
+    with LabelStore(store) as s:
+        (rec,) = s.iter_records(kind="listwise")
+        assert len(rec.value["permutation"]) == 3 and rec.query_id == "0"
+    # run again: resumes, computes nothing
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout[again.stdout.index("{") :])["computed"] == 0

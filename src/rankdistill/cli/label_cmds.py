@@ -111,6 +111,9 @@ def label_cmd(
         Path("labels.sqlite"), "--store", "-s", help="Label store (SQLite) to fill."
     ),
     kind: str = typer.Option("pointwise", "--kind", help="pointwise | listwise | reasoning."),
+    method: str = typer.Option("one_pass", "--method", help="Listwise ranking: one_pass | sliding_window."),
+    window: int = typer.Option(20, "--window", min=2, help="Sliding window size (passages per LLM call)."),
+    step: int = typer.Option(10, "--step", min=1, help="Sliding window step."),
     fusion: str = typer.Option(None, "--fusion", help="Ensemble fusion: minmax (default) | zscore | rrf."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", min=1, help="Pairs per committed batch."),
     max_queries: int = typer.Option(
@@ -164,8 +167,9 @@ def label_cmd(
     t0 = time.perf_counter()
     try:
         if kind != "pointwise":
-            _label_other(kind, teacher, store, queries, corpus, run, depth, batch_size, max_queries)
-            summary = {"kind": kind}
+            listwise = {"method": method, "window": window, "step": step, "depth": depth}
+            result = _label_other(kind, teacher, store, queries, corpus, run, listwise, batch_size)
+            summary = {"kind": kind, **result}
         else:
             tch = load_teacher(teacher, fusion=fusion)
             if not has_scores and _needs_first_stage(tch):
@@ -210,7 +214,7 @@ def label_cmd(
     typer.echo(json.dumps(summary, indent=2))
 
 
-def _label_other(kind, spec, store, queries, corpus, run, depth, batch_size, max_queries) -> None:
+def _label_other(kind, spec, store, queries, corpus, run, listwise, batch_size) -> dict:
     import importlib
 
     from rankdistill.errors import RankdistillError
@@ -229,8 +233,10 @@ def _label_other(kind, spec, store, queries, corpus, run, depth, batch_size, max
     try:
         kwargs = {"batch_size": batch_size} if batch_size else {}
         if kind == "listwise":
-            kwargs["depth"] = depth
-        fn(llm, store, queries, corpus, run, **kwargs)
+            _, summary = fn(llm, store, queries, corpus, run, **listwise, **kwargs)
+        else:
+            summary = fn(llm, store, queries, corpus, run, listwise=listwise, **kwargs)
+        return summary
     finally:
         llm.close()
 
