@@ -145,6 +145,16 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"path": str(path), "missing": True}
 
 
+def _code_hash(fn: Callable) -> str | None:
+    """Hash of the stage function's source: editing a stage reruns it (the package version covers the rest)."""
+    import inspect
+
+    try:
+        return stable_hash(inspect.getsource(fn), 16)
+    except (OSError, TypeError):
+        return None
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -195,6 +205,7 @@ class Pipeline:
             "upstream": upstream,
             "external": stage.external(self.config) if stage.external else None,
             "version": self.version,
+            "code": _code_hash(stage.run),
         }
         return stable_hash(inputs, 40), inputs
 
