@@ -223,3 +223,55 @@ def test_write_dataset_roundtrip(tmp_path):
         "source_doc_id": "d2",
         "method": "title",
     }
+
+
+@pytest.mark.data
+@pytest.mark.slow  # loading sentence-transformers costs most of it
+def test_teacher_filter_keeps_the_best_scored_pairs(data_dir, minilm_dir):
+    """InPars v2 filter with a real teacher (all-MiniLM-L6-v2 cosine of query and source document)."""
+    from rankdistill.data.datasets import load_dataset
+    from rankdistill.teachers import BiEncoderTeacher
+
+    ds = load_dataset(data_dir / "scifact")
+    teacher = BiEncoderTeacher(minilm_dir, cache_dir=False)
+    config = QueryGenConfig(method="title", n_docs=16, seed=2, filter="teacher", keep_top_k=6)
+    result = generate_synthetic_queries(ds.corpus, config, teacher=teacher, show_progress=False)
+    everything = generate_synthetic_queries(ds.corpus, QueryGenConfig(method="title", n_docs=16, seed=2),
+                                            show_progress=False)  # fmt: skip
+    assert len(result.queries) == 6 and len(everything.queries) > 6
+    scores = {q.query_id: q.score for q in result.queries}
+    # recompute the teacher's scores of every pair: the kept ones are the 6 best
+    labels = teacher.score([(q.text, ds.corpus[q.source_doc_id].full_text) for q in everything.queries])
+    best = sorted(zip(labels, everything.queries, strict=True), key=lambda x: -x[0].score)[:6]
+    assert set(scores) == {q.query_id for _, q in best}
+    assert all(-1 <= s <= 1 for s in scores.values()) and result.stats["teacher"] == teacher.identity()
+
+
+@pytest.mark.data
+def test_cli_generate_queries_title_method(data_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rankdistill.cli import app
+    from rankdistill.data.datasets import load_dataset
+
+    monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
+    runner = CliRunner()
+    out = tmp_path / "titles"
+    args = ["generate-queries", "-d", "scifact", "--data-dir", str(data_dir), "-o", str(out), "--method", "title",
+            "--n-docs", "30", "--negatives", "4", "--show", "2"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "queries for 30 documents" in res.output
+    syn = load_dataset(out)
+    assert 20 <= len(syn.queries) <= 30 and syn.splits == ["synthetic"]
+    assert all(len(c) == 4 for c in (q.candidates for q in read_synthetic(out / "synthetic.jsonl")))
+    bad = runner.invoke(
+        app, ["generate-queries", "-d", "scifact", "--data-dir", str(data_dir), "-o", str(out)]
+    )
+    assert bad.exit_code != 0 and "needs --llm" in bad.output
+    bad = runner.invoke(app, args[:-6] + ["--method", "poems"])
+    assert bad.exit_code != 0 and "unknown method" in bad.output
+    bad = runner.invoke(
+        app, ["generate-queries", "-d", str(tmp_path / "nowhere"), "-o", str(out), "--method", "title"]
+    )
+    assert bad.exit_code != 0 and "not found" in str(bad.exception)
