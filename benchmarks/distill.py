@@ -1,0 +1,281 @@
+"""The distillation experiment: does a small student rank nearly as well as its teacher, for less?
+
+For one collection (configs/distill_<name>.yaml):
+1. BM25 top-100 of the test queries (the candidates everyone reranks) -> BM25 nDCG@10.
+2. The teacher (BM25 + all-MiniLM-L6-v2 cosine, per-query min-max fusion) reranks them -> teacher nDCG@10.
+3. Training data, never from test queries: phase 1 = the collection's training queries, phase 2 =
+   synthetic queries written from corpus documents (LLM-free pseudo-queries); each query's BM25 top-100
+   labelled by the teacher through the label store (resumable), then sampled into (query, doc, label) rows.
+4. Each student (6 layers with and without the Term Control Layer, 2 layers) trains on phase 1 then
+   phase 2 (same rows and seed for all), then reranks the same test candidates.
+Reports nDCG@10 and pairs/s of each on the same candidates, in benchmarks/results/distill_<name>.json.
+
+    nice -n 10 .venv/bin/python benchmarks/distill.py configs/distill_scifact.yaml
+
+Intermediate results live in `work_dir` (runs/distill/<name>): a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from rankdistill.data.datasets import load_dataset  # noqa: E402
+from rankdistill.data.types import Queries, Run  # noqa: E402
+from rankdistill.evaluation.metrics import evaluate  # noqa: E402
+from rankdistill.retrieval.bm25 import BM25Retriever  # noqa: E402
+from rankdistill.students import load_encoder_student, save_student, student_scores  # noqa: E402
+from rankdistill.teachers import BiEncoderTeacher, EnsembleTeacher, FirstStageTeacher, rerank_run  # noqa: E402
+from rankdistill.teachers.querygen.pseudo import pseudo_queries  # noqa: E402
+from rankdistill.training.data import pairs_from_teacher_run, read_pairs_jsonl, write_pairs_jsonl  # noqa: E402
+from rankdistill.training.evaluator import RerankingEvaluator  # noqa: E402
+from rankdistill.training.losses import build_loss  # noqa: E402
+from rankdistill.training.trainer import Phase, TrainSettings, train_phases  # noqa: E402
+from rankdistill.utils import cpu_supports_bf16, set_seed  # noqa: E402
+
+log = logging.getLogger("distill")
+REPO = Path(__file__).resolve().parent.parent
+MEASURES = ("nDCG@10", "RR@10", "R@100")
+
+
+def teacher(cache: bool = True) -> EnsembleTeacher:
+    """rankdistill.teachers.BEST_OFFLINE ("bm25+minilm"): BM25 + MiniLM cosine, per-query min-max."""
+    return EnsembleTeacher(
+        [FirstStageTeacher("bm25"), BiEncoderTeacher("minilm", cache_dir=None if cache else False)]
+    )
+
+
+def label_with_store(queries: Queries, corpus, run: Run, store: Path, depth: int) -> Run:
+    from rankdistill.labels.pointwise import label_run
+
+    return label_run(teacher(), queries, corpus, run, depth=depth, store=store)
+
+
+def rerank_student(model, queries, run: Run, corpus, batch_size: int) -> tuple[Run, float]:
+    keys = [(q, d) for q in run.query_ids for d, _ in run.ranked(q)]
+    pairs = [(queries[q], corpus[d].full_text) for q, d in keys]
+    start = time.perf_counter()
+    scores = student_scores(model, pairs, batch_size=batch_size, show_progress=sys.stderr.isatty())
+    elapsed = time.perf_counter() - start
+    out: dict[str, dict[str, float]] = {}
+    for (q, d), s in zip(keys, scores, strict=True):
+        out.setdefault(q, {})[d] = float(s)
+    return Run(out, name="student"), len(pairs) / elapsed
+
+
+def metrics(run: Run, qrels) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in evaluate(run, qrels, measures=MEASURES).items()}
+
+
+def cached_json(path: Path, make):
+    if path.exists():
+        return json.loads(path.read_text())
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=1) + "\n")
+    return value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--only", nargs="*", help="train/evaluate only these students")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load(args.config.read_text())
+    seed = int(cfg.get("seed", 42))
+    set_seed(seed)
+    name = cfg["dataset"]
+    work = REPO / cfg.get("work_dir", f"runs/distill/{name}")
+    work.mkdir(parents=True, exist_ok=True)
+    out_path = REPO / "benchmarks" / "results" / f"distill_{name}.json"
+    k = int(cfg.get("candidates_k", 100))
+    test_cfg = cfg.get("test", {})
+
+    data_dir = (
+        os.environ.get("RANKDISTILL_DATA_DIR") or cfg.get("data_dir") or REPO.parent / "shared" / "data"
+    )
+    ds = load_dataset(name, data_dir=data_dir, download=False)
+    corpus = ds.corpus
+    bm25 = BM25Retriever.from_corpus(corpus)
+
+    # 1. test candidates and BM25
+    test_q = ds.split_queries(test_cfg.get("split", "test"))
+    qrels = ds.qrels(test_cfg.get("split", "test"))
+    test_q = test_q.subset([q for q in test_q if q in qrels])
+    if test_cfg.get("max_queries"):
+        test_q = test_q.subset(
+            sorted(random.Random(seed).sample(sorted(test_q), int(test_cfg["max_queries"])))
+        )
+    t0 = time.perf_counter()
+    bm25_run = bm25.retrieve(test_q, k=k)
+    bm25_s = time.perf_counter() - t0
+    n_pairs = sum(len(v) for v in bm25_run.scores.values())
+    result: dict = {
+        "dataset": name,
+        "config": cfg,
+        "test_queries": len(test_q),
+        "candidates": n_pairs,
+        "threads": args.threads,
+        "bf16": cpu_supports_bf16(),
+        "bm25": {**metrics(bm25_run, qrels), "pairs_per_s": round(n_pairs / bm25_s, 1)},
+    }
+    log.info("BM25 %s", result["bm25"])
+
+    # 2. teacher on the same candidates (embeddings in memory only, so the timing includes encoding)
+    def teacher_eval():
+        t = teacher(cache=False)
+        start = time.perf_counter()
+        trun = rerank_run(t, test_q, corpus, bm25_run, depth=k, show_progress=False)
+        secs = time.perf_counter() - start
+        return {**metrics(trun, qrels), "pairs_per_s": round(n_pairs / secs, 1), "name": "bm25+minilm"}
+
+    result["teacher"] = cached_json(work / f"teacher_test_{len(test_q)}.json", teacher_eval)
+    log.info("teacher %s", result["teacher"])
+
+    # 3. training rows: phase 1 (training queries), phase 2 (pseudo-queries from documents)
+    store = work / "labels.sqlite"
+    p1, p2 = cfg["phase1"], cfg["phase2"]
+    rows1_path, rows2_path = work / "phase1_rows.jsonl", work / "phase2_rows.jsonl"
+    if not rows1_path.exists():
+        train_q = ds.split_queries(p1.get("split", "train"))
+        qids = sorted(q for q in train_q if q not in test_q)
+        qids = sorted(random.Random(seed).sample(qids, min(len(qids), int(p1["max_queries"]))))
+        train_q = train_q.subset(qids)
+        trun = label_with_store(train_q, corpus, bm25.retrieve(train_q, k=k), store, k)
+        docs = {d: corpus[d].full_text for q in trun.query_ids for d in trun[q]}
+        rows = pairs_from_teacher_run(
+            train_q, trun, docs, p1.get("per_query", 8), p1.get("top", 3), seed=seed
+        )
+        write_pairs_jsonl(rows1_path, rows)
+    if not rows2_path.exists():
+        test_texts = {t.strip().lower() for t in test_q.values()}
+        doc_ids = sorted(
+            random.Random(seed + 1).sample(sorted(corpus), min(len(corpus), int(p2["max_docs"]) * 2))
+        )
+        synth = pseudo_queries([corpus[d] for d in doc_ids], p2.get("method", "sentence"), seed=seed)
+        synth = [s for s in synth if s.text.strip().lower() not in test_texts][: int(p2["max_docs"])]
+        synth_q = Queries({s.query_id: s.text for s in synth}, name=f"{name}-pseudo")
+        srun = label_with_store(synth_q, corpus, bm25.retrieve(synth_q, k=k), store, k)
+        docs = {d: corpus[d].full_text for q in srun.query_ids for d in srun[q]}
+        rows = pairs_from_teacher_run(
+            synth_q, srun, docs, p2.get("per_query", 8), p2.get("top", 3), seed=seed
+        )
+        write_pairs_jsonl(rows2_path, rows)
+    rows1, rows2 = read_pairs_jsonl(rows1_path), read_pairs_jsonl(rows2_path)
+    result["training_rows"] = {"phase1": len(rows1), "phase2": len(rows2)}
+
+    # dev: judged training queries left out of phase 1 (nDCG@10 during training)
+    dev_cfg = cfg.get("dev")
+    evaluator = None
+    if dev_cfg:
+        dq = ds.split_queries(dev_cfg.get("split", "train"))
+        dqrels = ds.qrels(dev_cfg.get("split", "train"))
+        used = {r["query"] for r in rows1}
+        dev_ids = sorted(q for q in dq if q in dqrels and dq[q] not in used and q not in test_q)
+        dev_ids = sorted(
+            random.Random(seed + 2).sample(dev_ids, min(len(dev_ids), int(dev_cfg["max_queries"])))
+        )
+        dq = dq.subset(dev_ids)
+        drun = bm25.retrieve(dq, k=int(dev_cfg.get("k", 20)))
+        ddocs = {d: corpus[d].full_text for q in drun.query_ids for d in drun[q]}
+        evaluator = RerankingEvaluator(dq, drun, ddocs, dqrels, k=int(dev_cfg.get("k", 20)), name="dev")
+        result["dev"] = {"queries": len(dq), "k": int(dev_cfg.get("k", 20)), "bm25": metrics(drun, dqrels)}
+
+    # 4. students
+    tcfg = cfg.get("training", {})
+    result["students"] = {}
+    for spec in cfg["students"]:
+        sname = spec["name"]
+        res_path = work / "students" / sname / "result.json"
+        if args.only and sname not in args.only:
+            if res_path.exists():
+                result["students"][sname] = json.loads(res_path.read_text())
+            continue
+
+        def train_and_eval(spec=spec, sname=sname):
+            set_seed(seed)
+            model = load_encoder_student(
+                spec.get("base", "minilm"),
+                spec.get("num_layers"),
+                max_length=int(tcfg.get("max_length", 256)),
+                seed=seed,
+            )
+            settings = TrainSettings(
+                epochs=float(tcfg.get("epochs", 1)),
+                batch_size=int(tcfg.get("batch_size", 16)),
+                learning_rate=float(tcfg.get("learning_rate", 5e-5)),
+                warmup_ratio=float(tcfg.get("warmup_ratio", 0.1)),
+                seed=seed,
+                logging_steps=int(tcfg.get("logging_steps", 20)),
+                save_steps=int(tcfg.get("save_steps", 100)),
+                eval_steps=int(tcfg["eval_steps"]) if tcfg.get("eval_steps") else None,
+            )
+            start = time.perf_counter()
+            summary = train_phases(
+                model,
+                lambda m: build_loss(m, spec["losses"]),
+                [Phase("phase1", rows1), Phase("phase2", rows2)],
+                work / "students" / sname,
+                settings,
+                evaluator=evaluator,
+            )
+            train_s = time.perf_counter() - start
+            folder = save_student(
+                model, work / "students" / sname / "final", {"losses": spec["losses"], "seed": seed}
+            )
+            model.eval()
+            if cpu_supports_bf16():
+                model.to(torch.bfloat16)  # inference in bf16 where the CPU has it, like the teacher
+            model.max_seq_length = int(test_cfg.get("max_length", tcfg.get("max_length", 256)))
+            srun, pps = rerank_student(model, test_q, bm25_run, corpus, int(test_cfg.get("batch_size", 64)))
+            return {
+                **metrics(srun, qrels),
+                "pairs_per_s": round(pps, 1),
+                "num_layers": model.model.config.num_hidden_layers,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "losses": spec["losses"],
+                "train_seconds": round(train_s, 1),
+                "train_steps": [p["steps"] for p in summary["phases"]],
+                "dev_history": evaluator.history if evaluator is not None else None,
+                "model_dir": str(folder.relative_to(REPO)),
+            }
+
+        result["students"][sname] = cached_json(res_path, train_and_eval)
+        log.info("student %s %s", sname, result["students"][sname])
+
+    # targets of issue 5
+    t_ndcg, b_ndcg = result["teacher"]["nDCG@10"], result["bm25"]["nDCG@10"]
+    for s in result["students"].values():
+        s["pct_of_teacher"] = round(100 * s["nDCG@10"] / t_ndcg, 1)
+        s["points_over_bm25"] = round(100 * (s["nDCG@10"] - b_ndcg), 1)
+    big, small = cfg.get("compare", {}).get("six"), cfg.get("compare", {}).get("two")
+    if big in result["students"] and small in result["students"]:
+        b, s = result["students"][big], result["students"][small]
+        result["two_layer_vs_six"] = {
+            "pct_ndcg": round(100 * s["nDCG@10"] / b["nDCG@10"], 1),
+            "speedup": round(s["pairs_per_s"] / b["pairs_per_s"], 2),
+        }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

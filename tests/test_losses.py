@@ -1,0 +1,118 @@
+"""Losses on a real 1-layer MiniLM cross-encoder: values checked against the formulas, gradients, sharing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rankdistill.students import load_encoder_student
+from rankdistill.training.losses import (
+    CombinedLoss,
+    InRankerMSELoss,
+    SoftBCELoss,
+    TermControlLoss,
+    build_loss,
+    encode_pairs,
+    get_loss,
+    loss_names,
+)
+
+QUERIES = ["protein folding", "capital of france", "bm25 ranking", "zebra stripes"]
+DOCS = [
+    "Proteins fold into three-dimensional structures.",
+    "Paris is the capital of France.",
+    "Okapi BM25 is a ranking function used by search engines.",
+    "Completely unrelated sentence about weather.",
+]
+
+
+@pytest.fixture(scope="module")
+def student(minilm_dir):
+    torch.manual_seed(0)
+    return load_encoder_student(minilm_dir, num_layers=1, max_length=48, seed=0)
+
+
+@pytest.fixture(scope="module")
+def student2(minilm_dir):
+    return load_encoder_student(minilm_dir, num_layers=1, num_labels=2, max_length=48, seed=0)
+
+
+def test_soft_bce_matches_formula(student):
+    labels = torch.tensor([0.9, 0.8, 0.7, 0.05])
+    loss = SoftBCELoss(student)
+    value = loss([QUERIES, DOCS], labels)
+    with torch.no_grad():
+        s = encode_pairs(student, QUERIES, DOCS).scores
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(s, labels)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-4)
+    # a (false, true) logit pair is the same teacher probability through a softmax
+    pairs = torch.stack([torch.zeros(4), torch.logit(labels)], dim=1)
+    assert loss([QUERIES, DOCS], list(pairs)).item() == pytest.approx(value.item(), rel=1e-4)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        loss([QUERIES, DOCS], torch.tensor([2.0, 0, 0, 0]))
+
+
+def test_inranker_mse_two_labels_is_plain_mse(student2):
+    teacher = [
+        torch.tensor([-1.0, 2.0]),
+        torch.tensor([0.5, -0.5]),
+        torch.tensor([0.0, 1.0]),
+        torch.tensor([3.0, -3.0]),
+    ]
+    value = InRankerMSELoss(student2)([QUERIES, DOCS], teacher)
+    with torch.no_grad():
+        logits = encode_pairs(student2, QUERIES, DOCS).logits
+    assert value.item() == pytest.approx(torch.mean((logits - torch.stack(teacher)) ** 2).item(), rel=1e-4)
+
+
+def test_inranker_mse_one_label_compares_centred_pairs(student):
+    teacher = torch.tensor([[-1.0, 2.0], [0.5, -0.5], [0.0, 1.0], [3.0, -3.0]])
+    value = InRankerMSELoss(student)([QUERIES, DOCS], list(teacher))
+    with torch.no_grad():
+        s = encode_pairs(student, QUERIES, DOCS).scores
+    diff = teacher[:, 1] - teacher[:, 0]
+    # centred pairs (-s/2, s/2) vs (-(t-f)/2, (t-f)/2): MSE = mean((s - (t - f))^2) / 4
+    assert value.item() == pytest.approx(torch.mean((s - diff) ** 2).item() / 4, rel=1e-4)
+    with pytest.raises(ValueError, match="logit pairs"):
+        InRankerMSELoss(student)([QUERIES, DOCS], torch.tensor([0.1, 0.2, 0.3, 0.4]))
+
+
+def test_term_control_loss_trains_encoder_and_masks_pairs_without_matches(student):
+    loss = TermControlLoss(student, dropout=0.0)
+    student.zero_grad()
+    value = loss([QUERIES, DOCS], torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    value.backward()
+    layer0 = student.model.bert.encoder.layer[0].output.dense.weight.grad
+    assert layer0 is not None and layer0.abs().sum() > 0  # the auxiliary loss reaches the encoder
+    assert all(p.grad is not None for p in loss.term_control.parameters())
+    # the 4th pair has no matching term: its label must not change the loss
+    same = loss([QUERIES, DOCS], torch.tensor([1.0, 1.0, 1.0, 1.0]))
+    assert same.item() == pytest.approx(value.item(), rel=1e-5)
+    student.zero_grad()
+
+
+def test_combined_loss_shares_one_forward_and_weights_components(student):
+    calls = []
+    handle = student.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        combined = build_loss(student, [{"name": "soft_bce"}, {"name": "term_control", "weight": 0.5}])
+        assert isinstance(combined, CombinedLoss)
+        labels = torch.tensor([0.9, 0.8, 0.7, 0.05])
+        out = combined([QUERIES, DOCS], labels)
+        assert len(calls) == 1  # one encoder pass for both losses
+        assert set(out) == {"soft_bce", "term_control"}
+        alone = SoftBCELoss(student)([QUERIES, DOCS], labels)
+        assert out["soft_bce"].item() == pytest.approx(alone.item(), rel=1e-4)
+    finally:
+        handle.remove()
+
+
+def test_registry_and_sentence_transformers_losses(student):
+    assert {"inranker_mse", "soft_bce", "term_control", "mse", "margin_mse", "ranknet", "listnet"} <= set(
+        loss_names()
+    )
+    mse = build_loss(student, {"mse": 1.0})
+    assert type(mse).__name__ == "MSELoss"
+    assert mse([QUERIES, DOCS], torch.tensor([1.0, 2.0, 0.5, -1.0])).item() > 0
+    with pytest.raises(KeyError, match="unknown loss 'nope'"):
+        get_loss("nope")
