@@ -106,7 +106,8 @@ class JointRankLMLoss(nn.Module):
             lm_labels=features["lm_labels"] if with_lm else None,
         )
         # flat pair scores back into [groups, size] in the collator's order
-        grouped = out.scores.new_zeros(mask.shape).masked_scatter(mask, out.scores.float())
+        scores = out.scores.float()
+        grouped = scores.new_zeros(mask.shape).masked_scatter(mask, scores)
         rank = self.rank_fn(grouped, labels.float(), mask)
         loss = self.rank_weight * rank
         terms = {"rank_loss": float(rank.detach())}
@@ -123,3 +124,12 @@ class JointRankLMLoss(nn.Module):
             "lm_weight": self.lm_weight,
             "temperature": self.temperature,
         }
+
+
+def _register() -> None:
+    from rankdistill.training.losses import register_loss
+
+    register_loss("joint", JointRankLMLoss)
+
+
+_register()
