@@ -29,7 +29,7 @@ def reference_scores(path, pairs, num_labels=1):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, torch_dtype=torch.float32).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
     out = []
     with torch.inference_mode():
         for q, d in pairs:

@@ -80,7 +80,7 @@ def _export_graph(model_dir: Path, out_file: Path, opset: int) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
     # The "eager" attention traces to plain ops every ONNX Runtime version runs.
     if hasattr(model, "set_attn_implementation"):
         with contextlib.suppress(Exception):  # older models without the switch export as they are

@@ -110,8 +110,10 @@ class _TorchBackend:
         self.torch = torch
         self.device = device
         self.dtype = pick_dtype(device, dtype)
-        model = AutoModelForSequenceClassification.from_pretrained(path, torch_dtype=self.dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype)
         self.model = model.to(device).eval()
+        if self.dtype != torch.float32:
+            _head_in_fp32(model)
         self.num_labels = int(model.config.num_labels)
         self.dtype_name = str(self.dtype).replace("torch.", "")
 
@@ -124,6 +126,22 @@ class _TorchBackend:
             feeds = {k: v.to(self.device) for k, v in feeds.items()}
             logits = self.model(**feeds).logits
         return logits.float().cpu().numpy()
+
+
+def _head_in_fp32(model: Any) -> None:
+    """Run the pooler and classification head in fp32 on top of a bf16/fp16 encoder: they are a tiny share
+    of the compute, and a large head weight would otherwise amplify the rounding of its bf16 input."""
+    import torch
+
+    def to_fp32(module, args):
+        return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    base = getattr(model, "base_model", None)
+    heads = [getattr(base, "pooler", None)] + [getattr(model, n, None) for n in ("classifier", "score", "head")]
+    for head in heads:
+        if isinstance(head, torch.nn.Module) and head is not base:
+            head.float()
+            head.register_forward_pre_hook(to_fp32)
 
 
 class Reranker:
