@@ -132,6 +132,15 @@ def generate_queries_cmd(
         corpus_file = corpus_path(ds.path)
 
     if overwrite and out.exists():
+        # only ever delete a folder this command wrote: a mistyped --out must not cost someone their data
+        ours = {"generations.jsonl", "synthetic.jsonl", "stats.json", "queries.jsonl", "qrels", "runs", "corpus.jsonl",
+                "corpus.jsonl.gz"}  # fmt: skip
+        strangers = (
+            sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else [out.name]
+        )
+        if strangers:
+            raise typer.BadParameter(f"--overwrite: {out} holds files this command did not write ({strangers[:5]}); "
+                                     "delete it yourself or pick another --out")  # fmt: skip
         shutil.rmtree(out)
     generator = None
     if method in LLM_METHODS:
