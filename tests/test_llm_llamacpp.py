@@ -18,7 +18,8 @@ def llm(gemma_gguf):
     pytest.importorskip("llama_cpp")
     from rankdistill.llm import load_llm
 
-    model = load_llm({"backend": "llamacpp", "model": str(gemma_gguf), "n_ctx": 512, "n_threads": 1})
+    # the packaged model's alias resolves to the same file (1 thread: the test machine's CPUs are shared)
+    model = load_llm("llamacpp:gemma3-270m", n_ctx=512, n_threads=1)
     yield model
     model.close()
 
