@@ -88,6 +88,10 @@ class Qrels:
     def query_ids(self) -> list[str]:
         return list(self.judgements)
 
+    def subset(self, qids: Iterable[str]) -> Qrels:
+        """Judgements of the given queries only (evaluate a sample of queries against its own qrels)."""
+        return Qrels({q: self.judgements[q] for q in qids if q in self.judgements}, name=self.name)
+
     def relevant(self, qid: str, min_grade: int = 1) -> set[str]:
         return {d for d, g in self.judgements.get(qid, {}).items() if g >= min_grade}
 
