@@ -103,6 +103,9 @@ class LabelsSection(_Strict):
     backend: Literal["local", "ray"] = "local"
     batch_size: int | None = Field(default=None, ge=1)
     target: Literal["minmax", "score", "logits"] = "minmax"
+    # training rows per query: the teacher's `top` best plus random others up to `per_query` (None: all)
+    per_query: int | None = Field(default=None, ge=1)
+    top: int = Field(default=4, ge=0)
     ray: RaySection = Field(default_factory=RaySection)
 
     @field_validator("teacher")

@@ -253,6 +253,26 @@ def _targets(candidates: list, labels: list, target: str) -> list[Any]:
     return out
 
 
+def _sample_rows(
+    candidates: list, labels: list, per_query: int | None, top: int, seed: int
+) -> set[int] | None:
+    """Per query, the teacher's `top` best candidates plus random others up to `per_query` (the ones
+    nDCG@10 is about, and the tail the student must push down), as benchmarks/distill.py samples them."""
+    if per_query is None:
+        return None
+    rng = random.Random(seed)
+    by_query: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        by_query.setdefault(c.query_id, []).append(i)
+    keep: set[int] = set()
+    for idx in by_query.values():
+        ranked = sorted(idx, key=lambda i: (-labels[i].score, candidates[i].doc_id))
+        best, rest = ranked[:top], ranked[top:]
+        keep.update(best)
+        keep.update(rng.sample(rest, min(len(rest), max(per_query - len(best), 0))))
+    return keep
+
+
 def run_labels(ctx: StageContext) -> dict[str, Any]:
     """Teacher labels for the top labels.depth BM25 candidates of every training query."""
     from rankdistill.teachers import run_candidates
@@ -265,10 +285,12 @@ def run_labels(ctx: StageContext) -> dict[str, Any]:
         t0 = time.perf_counter()
         labels = label_with_backend(ctx, candidates)
         targets = _targets(candidates, labels, cfg.labels.target)
+        keep = _sample_rows(candidates, labels, cfg.labels.per_query, cfg.labels.top, cfg.seed)
         rows = (
             {"query_id": c.query_id, "query": c.query, "doc_id": c.doc_id, "document": c.doc, "label": t,
              "teacher_score": float(lab.score)}
-            for c, lab, t in zip(candidates, labels, targets, strict=True)
+            for i, (c, lab, t) in enumerate(zip(candidates, labels, targets, strict=True))
+            if keep is None or i in keep
         )  # fmt: skip
         n = write_jsonl(ctx.out / f"{phase}.jsonl", rows)
         summary[phase] = {"queries": len({c.query_id for c in candidates}), "pairs": n,
@@ -501,7 +523,8 @@ def build_stages() -> list[Stage]:
         # the backend (local or Ray) and its sizing do not change a label, so they are not settings here
         Stage("labels", run_labels,
               lambda c: {"teacher": c.labels.teacher, "depth": c.labels.depth, "target": c.labels.target,
-                         "batch_size": c.labels.batch_size},
+                         "batch_size": c.labels.batch_size, "per_query": c.labels.per_query, "top": c.labels.top,
+                         "seed": c.seed},
               after=("data", "bm25", "queries"), external=_dataset_fingerprint, description="teacher labels"),
         Stage("train", run_train, lambda c: {"train": _dump(c.train), "seed": c.seed}, after=("labels",),
               description="train the student"),
