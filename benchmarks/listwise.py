@@ -2,14 +2,14 @@
 window versus RRADistill's one-pass pipeline.
 
     RANKDISTILL_THREADS=1 nice -n 10 .venv/bin/python benchmarks/listwise.py \
-        --llm llamacpp:gemma3-270m --noveleval-queries 21 --dl-queries 15 --cost-queries 2 --text-queries 5
+        --llm llamacpp:gemma3-270m --noveleval-queries 14 --dl-queries 10 --cost-queries 1 --text-queries 3
 
 Parts (each reuses labels already in --store, so a killed run resumes where it stopped):
 1. noveleval-2306: the 20 candidates of runs/initial_order_top20.trec ranked in one list (one-pass with
    top_k=10, bottom_k=10 takes all 20); nDCG@10 beside the initial order on the same queries.
-2. trec-dl-2019: BM25 top-20 (runs/bm25_top100.trec cut to 20) in one list; nDCG@10 beside BM25.
-3. cost on trec-dl-2019 BM25 top-100: sliding window (window 20, step 10, depth 100) versus one pass
+2. cost on trec-dl-2019 BM25 top-100: sliding window (window 20, step 10, depth 100) versus one pass
    (top-10 + bottom-10 of the 100): LLM calls, prompt and completion tokens, seconds per query.
+3. trec-dl-2019: BM25 top-20 (runs/bm25_top100.trec cut to 20) in one list; nDCG@10 beside BM25.
 4. noveleval again on a few queries with free-text answers (no JSON grammar): the parser's repairs.
 Writes benchmarks/results/listwise.json.
 """
@@ -104,10 +104,6 @@ def main() -> None:
     dl = load_dataset("trec-dl-2019", args.data_dir)
     bm25 = dl.run("bm25_top100")
     dl_qrels = dl.qrels("test", on_unknown_doc="ignore")
-    out["trec_dl_top20"] = quality_part(llm, store, dl, bm25.top_k(20), dl_qrels, args.dl_queries, args.words,
-                                        "trec-dl-2019 BM25 top-20")  # fmt: skip
-    save()
-
     qids = [q for q in bm25.query_ids if q in dl_qrels][: args.cost_queries]
     queries = dl.queries.subset(qids)
     cost = {"queries": len(qids), "candidates": 100}
@@ -129,6 +125,10 @@ def main() -> None:
         )
     }
     out["cost_trec_dl_top100"] = cost
+    save()
+
+    out["trec_dl_top20"] = quality_part(llm, store, dl, bm25.top_k(20), dl_qrels, args.dl_queries, args.words,
+                                        "trec-dl-2019 BM25 top-20")  # fmt: skip
     save()
 
     # free-text answers (no grammar): what the parser has to repair when the backend cannot constrain
