@@ -92,7 +92,6 @@ class RaySection(_Strict):
     num_actors: int = Field(default=2, ge=1)
     num_cpus_per_actor: float = Field(default=1.0, gt=0)
     num_gpus_per_actor: float = Field(default=0.0, ge=0)
-    batches_per_task: int = Field(default=1, ge=1)
 
 
 class LabelsSection(_Strict):
@@ -129,6 +128,9 @@ class TrainSection(BaseModel):
     phase_training: dict[str, dict[str, Any]] = Field(default_factory=dict)
     dev: dict[str, Any] | None = None
     max_rows: int | None = Field(default=None, ge=1)
+    # run `rankdistill train` under a launcher for several GPUs, e.g. "accelerate launch --multi_gpu
+    # --num_processes 4" or "torchrun --nproc_per_node 4"; None trains in this process
+    launch: str | None = None
 
     def train_config(
         self, output_dir: Path, seed: int, phases: list[dict[str, Any]], data_dir: Path | None = None

@@ -318,7 +318,10 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     tcfg = cfg.train.train_config(work, cfg.seed, phases, cfg.dataset.data_dir)
     (ctx.out / "train_config.json").write_text(json.dumps(tcfg.model_dump(mode="json"), indent=2) + "\n")
     t0 = time.perf_counter()
-    final = Path(train_from_config(tcfg))
+    if cfg.train.launch:
+        final = _launch_training(cfg.train.launch, tcfg, ctx.out / "train_config.yaml")
+    else:
+        final = Path(train_from_config(tcfg))
     seconds = time.perf_counter() - t0
     student = ctx.out / "student"
     if student.exists():
@@ -331,6 +334,30 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "parameters": count_parameters(student),
     }
+
+
+def _launch_training(launch: str, tcfg, config_path: Path) -> Path:
+    """`<launcher> rankdistill train CONFIG` in a subprocess (one process per GPU under accelerate or
+    torchrun; the Hugging Face Trainer underneath handles DDP); returns the final student folder."""
+    import shlex
+    import subprocess
+    import sys
+
+    import yaml
+
+    config_path.write_text(yaml.safe_dump(tcfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    script = shutil.which("rankdistill") or str(Path(sys.executable).with_name("rankdistill"))
+    cmd = [*shlex.split(launch), script, "train", str(config_path)]
+    log.info("training with: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        raise RankdistillError(
+            f"training under {launch!r} exited with status {proc.returncode}: {' '.join(cmd)}"
+        )
+    final = Path(tcfg.output_dir) / "final"
+    if not final.is_dir():
+        raise RankdistillError(f"training under {launch!r} finished without writing {final}")
+    return final
 
 
 def count_parameters(path: str | Path) -> int | None:
