@@ -184,7 +184,7 @@ def test_bad_settings_are_refused():
 def gemma(gemma_gguf):
     from rankdistill.llm.llamacpp import LlamaCppLLM
 
-    llm = LlamaCppLLM(gemma_gguf, n_ctx=2048, n_threads=1)
+    llm = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=1)
     yield llm
     llm.close()
 
@@ -199,7 +199,7 @@ def test_gemma_one_pass_on_noveleval(gemma, data_dir, constrained):
     ds = load_dataset(data_dir / "noveleval-2306")
     run = ds.run("initial_order_top20")
     teacher = ListwiseTeacher(gemma, method="one_pass", top_k=3, bottom_k=2, max_passage_words=25,
-                              constrained=constrained, max_tokens=40)  # fmt: skip
+                              constrained=constrained, max_tokens=24)  # fmt: skip
     qids = run.query_ids[:2]
     labels = teacher.rank([teacher.select(q, ds.queries[q], run.ranked(q), ds.corpus) for q in qids])
     for lab in labels:

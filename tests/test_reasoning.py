@@ -87,7 +87,7 @@ def test_valid_answers_pass_first_time_and_invalid_ones_are_retried_with_the_err
 def test_comparison_reasons_follow_the_permutation():
     teacher = ReasoningTeacher(TutoredLLM(), max_retries=1)
     ok, fixed = teacher.compare([("q", ["a", "b", "c"]), ("q", ["sloppy a", "b", "c", "d"])])
-    assert ok.ok and [(c["higher"], c["lower"]) for c in ok.value["comparisons"]] == [(1, 2), (2, 3)]
+    assert ok.ok and [(c["higher"], c["lower"]) for c in ok.value["comparisons"]] == [(1, 2)]
     assert fixed.ok and len(fixed.attempts) == 2 and "higher=1" in fixed.attempts[0].error
     assert len(fixed.value["comparisons"]) == 3
 
@@ -158,31 +158,33 @@ def test_label_reasoning_stores_everything_and_resumes(tmp_path):
 @pytest.mark.llm
 @pytest.mark.slow
 @pytest.mark.data
-def test_gemma_reasoning_is_checked_retried_and_recorded(gemma_gguf, data_dir, tmp_path):
+def test_gemma_reasoning_is_checked_retried_and_recorded(gemma_gguf, data_dir):
     from rankdistill.data.datasets import load_dataset
     from rankdistill.llm.llamacpp import LlamaCppLLM
 
     ds = load_dataset(data_dir / "noveleval-2306")
     run = ds.run("initial_order_top20")
-    llm = LlamaCppLLM(gemma_gguf, n_ctx=2048, n_threads=1)
-    store = LabelStore(tmp_path / "labels.sqlite")
+    qid = run.query_ids[0]
+    texts = [ds.corpus[d].full_text for d, _ in run.ranked(qid, 2)]
+    llm = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=1)
     try:
-        summary = label_reasoning(
-            llm, store, ds.queries.subset(run.query_ids[:1]), ds.corpus, run, explicit_depth=2, comparison_depth=3,
-            comparison_window=3, max_retries=1, max_passage_words=30,
-            listwise={"method": "one_pass", "top_k": 2, "bottom_k": 1, "max_passage_words": 25}, show_progress=False,
-        )  # fmt: skip
+        # a tight token budget: a small model's answer is often cut off, which must end in a retry
+        teacher = ReasoningTeacher(llm, max_retries=1, max_passage_words=30, max_tokens=32)
+        (explicit,) = teacher.explain([(ds.queries[qid], texts[0])])
+        (comparison,) = teacher.compare([(ds.queries[qid], texts)])
     finally:
         llm.close()
-    assert summary["explicit"]["labels"] == 2 and summary["comparison"]["labels"] == 1
-    recs = list(store.iter_records(kind="reasoning"))
-    assert len(recs) == 3
-    for r in recs:
-        v = r.value
-        assert v["status"] in ("ok", "failed") and 1 <= len(v["attempts"]) <= 2
-        assert all(a["raw"] is not None for a in v["attempts"])
-        if v["status"] == "ok":
-            assert v["type"] != "explicit" or v["relevance"] in (0, 1, 2)
+    for r in (explicit, comparison):
+        assert r.status in ("ok", "failed") and 1 <= len(r.attempts) <= 2
+        assert all(a.raw.lstrip().startswith("{") for a in r.attempts)  # the JSON grammar held
+        assert all(a.prompt_tokens > 50 and a.completion_tokens > 0 for a in r.attempts)
+        if r.ok:
+            assert r.attempts[-1].error is None
         else:
-            assert v["error"] and len(v["attempts"]) == 2  # retried once, then recorded
-    store.close()
+            assert r.error and len(r.attempts) == 2  # retried once, then recorded as a failure
+        value = r.to_value()
+        assert value["status"] == r.status and value["llm_calls"] == len(r.attempts)
+    if explicit.ok:
+        assert explicit.value["relevance"] in (0, 1, 2)
+    if comparison.ok:
+        assert [(c["higher"], c["lower"]) for c in comparison.value["comparisons"]] == [(1, 2)]
