@@ -135,3 +135,30 @@ def test_train_command_end_to_end(tmp_path, minilm_dir):
     assert res.exit_code == 0, res.output
     again = student_scores(load_student(final), [("capital of france", "Paris is the capital of France.")])
     assert again == pytest.approx(scores, abs=1e-5)
+
+
+@pytest.mark.data
+def test_reranking_evaluator_on_scifact(data_dir, minilm_dir):
+    from rankdistill.data.datasets import load_dataset
+    from rankdistill.evaluation.metrics import evaluate
+    from rankdistill.retrieval.bm25 import BM25Retriever
+    from rankdistill.training.evaluator import RerankingEvaluator
+
+    ds = load_dataset(data_dir / "scifact")
+    qrels = ds.qrels("train")
+    queries = ds.split_queries("train")
+    queries = queries.subset(sorted(q for q in queries if q in qrels)[:4])
+    run = BM25Retriever.from_corpus(ds.corpus).retrieve(queries, k=5)
+    docs = {d: ds.corpus[d].full_text for q in run.query_ids for d in run[q]}
+    ev = RerankingEvaluator(queries, run, docs, qrels, k=5, name="dev")
+    model = load_encoder_student(minilm_dir, num_layers=1, max_length=64, seed=0)
+    metrics = ev(model, steps=1)
+    assert ev.primary_metric == "dev_nDCG@10" and 0.0 <= metrics["dev_nDCG@10"] <= 1.0
+    assert metrics["dev_pairs_per_s"] > 0 and ev.history[-1]["step"] == 1
+    # scored over the 4 dev queries only, not over every judged training query
+    student_run, _ = ev.rerank(model)
+    assert sorted(student_run.query_ids) == sorted(queries)
+    subset = type(qrels)({q: qrels[q] for q in queries})
+    assert metrics["dev_nDCG@10"] == pytest.approx(
+        evaluate(student_run, subset, measures=("nDCG@10",))["nDCG@10"]
+    )

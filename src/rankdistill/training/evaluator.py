@@ -39,7 +39,8 @@ class RerankingEvaluator(BaseEvaluator):
             raise ValueError("the dev split has no query with both candidates and relevance judgements")
         self.candidates = candidates.subset(self.queries).top_k(k)
         self.documents = documents
-        self.qrels = qrels
+        # only the evaluated queries: ir_measures would count every other judged query as a zero
+        self.qrels = Qrels({q: qrels[q] for q in self.queries}, name=qrels.name)
         self.measures = tuple(measures)
         self.name = name
         self.batch_size = batch_size
