@@ -87,7 +87,7 @@ def test_valid_answers_pass_first_time_and_invalid_ones_are_retried_with_the_err
 def test_comparison_reasons_follow_the_permutation():
     teacher = ReasoningTeacher(TutoredLLM(), max_retries=1)
     ok, fixed = teacher.compare([("q", ["a", "b", "c"]), ("q", ["sloppy a", "b", "c", "d"])])
-    assert ok.ok and [(c["higher"], c["lower"]) for c in ok.value["comparisons"]] == [(1, 2)]
+    assert ok.ok and [(c["higher"], c["lower"]) for c in ok.value["comparisons"]] == [(1, 2), (2, 3)]
     assert fixed.ok and len(fixed.attempts) == 2 and "higher=1" in fixed.attempts[0].error
     assert len(fixed.value["comparisons"]) == 3
 

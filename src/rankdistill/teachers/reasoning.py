@@ -279,8 +279,10 @@ class ReasoningTeacher:
                     i = pending[j]
                     parsed = parse_structured(gen.text, model, context=contexts[i])
                     error = parsed.error
-                    if error is None and gen.finish_reason == "length" and not parsed.ok:
-                        error = "the answer was cut off; write a shorter JSON object"
+                    if not parsed.ok and gen.finish_reason == "length":
+                        error = (
+                            f"{error} (the answer was cut off at {self.max_tokens} tokens: write it shorter)"
+                        )
                     results[i].attempts.append(
                         Attempt(
                             gen.text,
