@@ -1,8 +1,9 @@
-"""Listwise teacher benchmark: quality beside the first stage, parse repairs, and cost of the sliding
+r"""Listwise teacher benchmark: quality beside the first stage, parse repairs, and cost of the sliding
 window versus RRADistill's one-pass pipeline.
 
     RANKDISTILL_THREADS=1 nice -n 10 .venv/bin/python benchmarks/listwise.py \
-        --llm llamacpp:gemma3-270m --noveleval-queries 14 --dl-queries 10 --cost-queries 1 --text-queries 3
+        --llm llamacpp:gemma3-270m --noveleval-queries 14 --dl-queries 10 --cost-queries 1 --text-queries 3 \
+        --reasoning-queries 2
 
 Parts (each reuses labels already in --store, so a killed run resumes where it stopped):
 1. noveleval-2306: the 20 candidates of runs/initial_order_top20.trec ranked in one list (one-pass with
@@ -11,6 +12,9 @@ Parts (each reuses labels already in --store, so a killed run resumes where it s
    (top-10 + bottom-10 of the 100): LLM calls, prompt and completion tokens, seconds per query.
 3. trec-dl-2019: BM25 top-20 (runs/bm25_top100.trec cut to 20) in one list; nDCG@10 beside BM25.
 4. noveleval again on a few queries with free-text answers (no JSON grammar): the parser's repairs.
+5. reasoning labels (ReasoningRank) on a few noveleval queries, over the permutations of part 1:
+   explicit reasoning for the top 3, comparison reasoning over the top 4 (windows of 3 overlapping by
+   one); how often the answer is valid at the first try, after retries, or recorded as a failure.
 Writes benchmarks/results/listwise.json.
 """
 
@@ -29,6 +33,7 @@ from rankdistill.evaluation.metrics import evaluate
 from rankdistill.labels.store import LabelStore
 from rankdistill.llm.factory import load_llm
 from rankdistill.teachers.listwise import label_listwise, labels_to_run
+from rankdistill.teachers.reasoning import label_reasoning
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASURES = ["nDCG@10"]
@@ -70,6 +75,7 @@ def main() -> None:
     ap.add_argument("--dl-queries", type=int, default=20)
     ap.add_argument("--cost-queries", type=int, default=3)
     ap.add_argument("--text-queries", type=int, default=5, help="noveleval queries answered unconstrained.")
+    ap.add_argument("--reasoning-queries", type=int, default=2)
     ap.add_argument("--words", type=int, default=60, help="Words per passage shown to the LLM.")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "listwise.json"))
     args = ap.parse_args()
@@ -135,6 +141,16 @@ def main() -> None:
     out["noveleval_unconstrained"] = quality_part(llm, store, novel, novel.run("initial_order_top20"),
                                                   novel.qrels("test"), args.text_queries, args.words,
                                                   "noveleval-2306 (free text)", constrained=False)  # fmt: skip
+    save()
+
+    qids = [q for q in novel.run("initial_order_top20").query_ids if q in novel.queries][
+        : args.reasoning_queries
+    ]
+    lw = {"method": "one_pass", "top_k": 10, "bottom_k": 10, "depth": 20, "max_passage_words": args.words}
+    reasoning = label_reasoning(llm, store, novel.queries.subset(qids), novel.corpus, novel.run("initial_order_top20"),
+                                explicit_depth=3, comparison_depth=4, comparison_window=3, max_retries=2,
+                                max_passage_words=args.words, listwise=lw, batch_size=1)  # fmt: skip
+    out["reasoning_noveleval"] = {"queries": len(qids), "max_retries": 2, **reasoning}
     save()
     store.close()
     llm.close()
