@@ -42,7 +42,9 @@ def supports_json_schema(llm: LLM) -> bool:
     flag = getattr(llm, "supports_json_schema", None)
     if flag is not None:
         return bool(flag)
-    return llm.backend in ("llamacpp", "openai")
+    if llm.backend == "openai":  # unless the server was declared unable to take a schema
+        return getattr(llm, "json_mode", "response_format") != "none"
+    return llm.backend == "llamacpp"
 
 
 def truncate_words(text: str, max_words: int | None) -> str:
