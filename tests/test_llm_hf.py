@@ -38,6 +38,7 @@ def test_gguf_loads_in_bf16_with_identity(gemma, gemma_gguf):
     assert ident["architecture"] == "Gemma3ForCausalLM"
     assert ident["dtype"] == ("bfloat16" if cpu_supports_bf16() else "float32")
     assert gemma.tokenize("hello")[0] == 2 and gemma.count_tokens("hello world") == 2
+    assert gemma.n_ctx == 32768  # Gemma 3 270M's position limit, what teachers budget prompts against
 
 
 def test_batched_scores_match_one_at_a_time(gemma):
@@ -56,14 +57,14 @@ def test_next_token_logits_match_scores(gemma):
     assert rows[0][0] - rows[0][1] == pytest.approx(t.logprob - f.logprob, abs=0.1)
 
 
-def test_generation_greedy_and_stop(gemma):
-    g1, g2 = gemma.generate(
-        ["Three colours: red, green,", "Three colours: red, green,"], max_tokens=8, stop=["."]
-    )
-    assert g1.text == g2.text and "." not in g1.text and g1.finish_reason == "stop"
-    assert g1.logprob == pytest.approx(
-        gemma.score_continuations([("Three colours: red, green,", g1.text)])[0].logprob
-    )
+def test_generation_greedy_batched_left_padded_and_stop(gemma):
+    prompts = ["Three colours: red, green,", f"{DOC} In one word, the topic is"]
+    batched = gemma.generate(prompts, max_tokens=6, stop=["."])  # the short prompt is left-padded
+    alone = gemma.generate(prompts[:1], max_tokens=6, stop=["."])
+    assert batched[0].text == alone[0].text and "." not in alone[0].text
+    assert alone[0].finish_reason == "stop"
+    rescored = gemma.score_continuations([(prompts[0], alone[0].text)])[0]
+    assert alone[0].logprob == pytest.approx(rescored.logprob)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,7 @@ class HFLLM(LLM):
         batch_size: most sequences per forward pass.
         max_batch_tokens: most (padded) tokens per forward pass; long inputs get smaller batches.
         n_threads: torch CPU threads (default: torch's own choice).
+        max_length: the context window reported as `n_ctx` (default: the model's position limit).
     """
 
     backend = "hf"
@@ -93,6 +94,7 @@ class HFLLM(LLM):
         max_batch_tokens: int = 8192,
         n_threads: int | None = None,
         attn_implementation: str | None = "sdpa",
+        max_length: int | None = None,
     ):
         torch = require("torch", "llm", "The transformers backend")
         transformers = require("transformers", "llm", "The transformers backend")
@@ -122,6 +124,10 @@ class HFLLM(LLM):
         self.pad_id = int(self.tokenizer.pad_token_id)
         self._prefix, self._suffix = self._special_tokens_around()
         self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        limits = [getattr(config, a, None) for a in ("max_position_embeddings", "n_positions")]
+        limits.append(getattr(self.tokenizer, "model_max_length", None))
+        #: context window teachers budget prompts against (T5's relative positions have no hard limit)
+        self.n_ctx = max_length or min([int(x) for x in limits if x and int(x) < 10**7] or [512])
         self._source = source
         if path.is_file():
             self._fingerprint = file_fingerprint(path)

@@ -33,8 +33,8 @@ from rankdistill.models import resolve_model
 logger = logging.getLogger(__name__)
 
 
-def default_threads() -> int:
-    """$RANKDISTILL_THREADS, else every core this process may use."""
+def usable_cpus() -> int:
+    """$RANKDISTILL_THREADS, else the CPUs this process may run on."""
     env = os.environ.get("RANKDISTILL_THREADS")
     if env:
         return max(1, int(env))
@@ -50,7 +50,11 @@ class LlamaCppLLM(LLM):
     Args:
         model: path of a .gguf file, or an alias known to `rankdistill.models.resolve_model`.
         n_ctx: context window in tokens; prompt + continuation must fit.
-        n_threads: CPU threads for generation and prompt processing (default: all usable cores).
+        n_threads: CPU threads for token-by-token generation (default: half the usable CPUs, i.e. the
+            physical cores on SMT machines; llama.cpp threads spin, so oversubscribing a busy CPU is far
+            slower than using fewer threads).
+        n_threads_batch: CPU threads for prompt processing and scoring (default: n_threads if given,
+            else all usable CPUs).
         n_batch: tokens per decode call.
         n_gpu_layers: layers offloaded to a GPU when llama.cpp was built with one (-1: all).
         parse_special: tokenise special-token text such as ``<start_of_turn>`` as special tokens; off by
@@ -70,6 +74,7 @@ class LlamaCppLLM(LLM):
         *,
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
         n_batch: int = 512,
         n_gpu_layers: int = 0,
         parse_special: bool = False,
@@ -82,7 +87,9 @@ class LlamaCppLLM(LLM):
         path = Path(resolve_model(model))
         if not path.is_file():
             raise RankdistillError(f"llama.cpp backend needs a GGUF file; {path} is not a file")
-        threads = n_threads or default_threads()
+        cpus = usable_cpus()
+        threads = n_threads or max(1, cpus // 2)
+        threads_batch = n_threads_batch or n_threads or cpus
         self.path = path
         self.n_threads = threads
         self.parse_special = parse_special
@@ -92,7 +99,7 @@ class LlamaCppLLM(LLM):
             n_ctx=n_ctx,
             n_batch=n_batch,
             n_threads=threads,
-            n_threads_batch=threads,
+            n_threads_batch=threads_batch,
             n_gpu_layers=n_gpu_layers,
             logits_all=False,
             seed=seed,
