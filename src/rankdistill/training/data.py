@@ -4,7 +4,7 @@ teacher-scored candidates; turned into a `datasets.Dataset` for the trainer."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +126,17 @@ def pairs_from_teacher_run(
     return rows
 
 
-def to_dataset(rows: list[Mapping[str, Any]]):
-    """A `datasets.Dataset` with the columns the pair losses expect, in order: query, document, label."""
+def to_dataset(rows: list[Mapping[str, Any]], columns: Sequence[str] = ("query", "document")):
+    """A `datasets.Dataset` of the text `columns` in order, then "label": the layout the losses expect
+    (the collator hands the losses every non-label column, in order). Other keys of the rows are dropped;
+    a loss that needs more inputs (e.g. the decoder's reasoning text) names them in `columns`."""
     from datasets import Dataset
 
     if not rows:
         raise ValueError("no training rows")
-    return Dataset.from_dict(
-        {
-            "query": [r["query"] for r in rows],
-            "document": [r["document"] for r in rows],
-            "label": [r["label"] for r in rows],
-        }
-    )
+    for key in (*columns, "label"):
+        if key not in rows[0]:
+            raise ValueError(f"training rows have no {key!r} field; expected {[*columns, 'label']}")
+    data = {c: [r[c] for r in rows] for c in columns}
+    data["label"] = [r["label"] for r in rows]
+    return Dataset.from_dict(data)

@@ -136,14 +136,16 @@ def training_arguments(
 def train(
     model,
     loss: nn.Module,
-    train_rows: list[dict[str, Any]],
+    train_rows: list[dict[str, Any]] | Any,
     output_dir: str | Path,
     settings: TrainSettings | None = None,
     evaluator=None,
     callbacks: Sequence[Any] = (),
+    columns: Sequence[str] = ("query", "document"),
 ) -> DistillationTrainer:
     """Train `model` in place on (query, document, label) rows; checkpoints go to `output_dir`.
 
+    `train_rows` is a list of dicts (the text `columns` and "label") or a ready `datasets.Dataset`.
     With `settings.resume`, an interrupted run continues from its last checkpoint in `output_dir`.
     """
     from transformers.trainer_utils import get_last_checkpoint
@@ -158,7 +160,7 @@ def train(
     trainer = DistillationTrainer(
         model=model,
         args=args,
-        train_dataset=to_dataset(train_rows),
+        train_dataset=to_dataset(train_rows, columns) if isinstance(train_rows, list) else train_rows,
         loss=loss,
         evaluator=evaluator,
         callbacks=list(callbacks) or None,
