@@ -1,0 +1,692 @@
+"""Decoder student (RRA-GPT / ReasoningRank): a causal LM with LoRA and a light ranking head.
+
+The backbone is any local Hugging Face causal LM folder, or a GGUF file that transformers dequantizes
+(Gemma 3 270M ships as one: `DecoderStudent.from_backbone("gemma3-270m")`). The input is one prompt,
+
+    Query: {query}
+    Document: {document}
+    Relevant:
+
+and the ranking head (one linear layer) reads the final hidden state of its last token. In training
+the teacher's reasoning follows that prompt and the LM loss is taken on it (see
+`rankdistill.training.losses.joint`); scoring never generates, it runs the prompt only, batched,
+in bf16 where the CPU supports it. `explain()` generates the reasoning on request.
+
+Sequences are right-padded and the score is gathered at each row's own last prompt token, so the
+score of a pair does not depend on what else is in its batch or on how long its reasoning was.
+
+Saved folder (what `Reranker.load(path)` detects by `rankdistill.json`):
+
+    rankdistill.json            {"student_type": "decoder", "backbone": ..., "weights": "adapter"|"merged", ...}
+    adapter/                    peft LoRA adapter (safetensors), when weights == "adapter"
+    backbone/                   the merged causal LM (safetensors), when weights == "merged"
+    ranking_head.safetensors    the head's weight and bias
+    tokenizer files
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rankdistill.errors import RankdistillError, require
+from rankdistill.models import resolve_model
+from rankdistill.utils import batched, pick_dtype, progress, set_seed
+
+logger = logging.getLogger(__name__)
+
+STUDENT_TYPE = "decoder"
+CONFIG_NAME = "rankdistill.json"
+HEAD_NAME = "ranking_head.safetensors"
+DEFAULT_PROMPT = "Query: {query}\nDocument: {document}\nRelevant:"
+IGNORE_INDEX = -100
+
+
+@dataclass
+class DecoderConfig:
+    """Everything needed to rebuild the student's inputs; saved in rankdistill.json."""
+
+    backbone: str = "gemma3-270m"  # alias, HF folder, or .gguf file, as the user gave it
+    prompt: str = DEFAULT_PROMPT  # must contain {query} and {document}, in that order
+    max_query_tokens: int = 32
+    max_doc_tokens: int = 160
+    max_reasoning_tokens: int = 64
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+    def __post_init__(self) -> None:
+        q, d = self.prompt.find("{query}"), self.prompt.find("{document}")
+        if q < 0 or d < 0 or d < q:
+            raise ValueError(f"prompt must contain {{query}} then {{document}}, got {self.prompt!r}")
+
+
+@dataclass
+class DecoderOutput:
+    scores: torch.Tensor  # [pairs], fp32
+    lm_loss: torch.Tensor | None = None  # mean token cross-entropy over reasoning tokens
+    lm_tokens: int = 0
+
+
+def _split_backbone(name_or_path: str) -> tuple[str, str | None]:
+    """(folder, gguf file name or None) for an alias, an HF folder, a .gguf file or a folder holding one."""
+    resolved = Path(resolve_model(name_or_path))
+    if resolved.suffix == ".gguf" and resolved.is_file():
+        return str(resolved.parent), resolved.name
+    if resolved.is_dir() and not (resolved / "config.json").exists():
+        ggufs = sorted(resolved.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(resolved), ggufs[0].name
+        if len(ggufs) > 1:
+            raise RankdistillError(
+                f"{resolved} holds several .gguf files; name one: {[g.name for g in ggufs]}"
+            )
+    return str(resolved), None
+
+
+def gguf_as_hf_folder(folder: str | Path, gguf_file: str) -> Path:
+    """A plain HF folder (fp32 safetensors, config, tokenizer) converted once from a GGUF file and cached.
+
+    transformers dequantizes a GGUF and rebuilds its tokenizer on every load, which takes minutes on a
+    busy CPU; the cached folder loads in seconds. Dequantized Q4 weights are stored in fp32, so the
+    cached model is exactly the one transformers builds from the GGUF.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rankdistill.data.datasets import cache_dir
+    from rankdistill.llm._common import file_fingerprint
+
+    source = Path(folder) / gguf_file
+    out = cache_dir() / "gguf-hf" / f"{source.stem}-{file_fingerprint(source)[:12]}"
+    if (out / "model.safetensors").is_file():
+        return out
+    require("gguf", "llm", "loading a GGUF backbone into transformers")
+    logger.warning("converting %s to a transformers folder (once) at %s", source, out)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    _save_causal_lm(model, tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(out)  # atomic: a reader sees no folder or a complete one
+    except OSError:  # another process finished first; theirs is the same model
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _save_causal_lm(model, folder: Path) -> None:
+    """config + model.safetensors. `save_pretrained` refuses models loaded from GGUF (they carry a
+    non-serialisable quantizer record), though their weights are plain dequantized tensors."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"))  # de-duplicates tied embeddings
+
+
+def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
+    """A causal LM and its tokenizer from an alias, an HF folder or a GGUF file (converted once, cached)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, gguf_file = _split_backbone(name_or_path)
+    if gguf_file is not None:
+        folder = str(gguf_as_hf_folder(folder, gguf_file))
+    # sdpa masks padding exactly (right padding, positions 0..n-1 per row) and is faster than eager on CPU
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+class DecoderStudent(nn.Module):
+    """A causal LM (LoRA-adapted) with a linear ranking head on the last prompt token."""
+
+    def __init__(self, backbone: nn.Module, tokenizer, config: DecoderConfig, head: nn.Linear | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.student_config = (
+            config  # not `config`: the HF Trainer reads `model.config` as a PretrainedConfig
+        )
+        hidden = backbone.get_base_model().config.get_text_config().hidden_size
+        self.head = head if head is not None else nn.Linear(hidden, 1)
+        if head is None:
+            nn.init.normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+        self.head.float()  # the head is tiny; keep it in fp32 whatever the backbone's dtype
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._parts = self._template_parts()
+
+    # ----------------------------------------------------------------------------------------- build
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str = "gemma3-270m",
+        config: DecoderConfig | None = None,
+        seed: int = 0,
+        **overrides: Any,
+    ) -> DecoderStudent:
+        """A fresh student: backbone weights in fp32 (for training), a new LoRA adapter and head."""
+        peft = require("peft", "llm", "the decoder student's LoRA adapter")
+        config = config or DecoderConfig(backbone=str(backbone), **overrides)
+        set_seed(seed)
+        model, tokenizer = load_causal_lm(config.backbone, torch.float32)
+        lora = peft.LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_target_modules),
+            task_type="CAUSAL_LM",
+        )
+        return cls(peft.get_peft_model(model, lora), tokenizer, config)
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: str | None = "auto", trainable: bool = False) -> DecoderStudent:
+        """Load a saved student. dtype: weights' precision ("auto" = bf16 where the CPU has it, "fp32")."""
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        meta = read_student_config(path)
+        config = DecoderConfig(**meta["config"])
+        torch_dtype = pick_dtype("cpu", dtype)
+        if meta.get("weights") == "merged":
+            model = AutoModelForCausalLM.from_pretrained(
+                path / "backbone", dtype=torch_dtype, attn_implementation="sdpa"
+            )
+            peft = require("peft", "llm", "the decoder student")
+            # wrap in an empty-adapter PeftModel so a loaded student has the same shape as a trained one
+            model = peft.PeftModel(model, peft.LoraConfig(r=1, target_modules=[], task_type="CAUSAL_LM"))
+        else:
+            peft = require("peft", "llm", "the decoder student's LoRA adapter")
+            base, _ = load_causal_lm(config.backbone, torch_dtype)
+            model = peft.PeftModel.from_pretrained(base, path / "adapter", is_trainable=trainable)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        state = load_file(str(path / HEAD_NAME))
+        head = nn.Linear(state["weight"].shape[1], 1)
+        head.load_state_dict(state)
+        student = cls(model, tokenizer, config, head=head)
+        if not trainable:
+            student.eval()
+        return student
+
+    def save(self, path: str | Path, merge: bool = False) -> Path:
+        """Write the student folder; `merge=True` stores full merged weights instead of the adapter."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if merge:
+            _save_causal_lm(copy.deepcopy(self.backbone).merge_and_unload(), path / "backbone")
+        else:
+            self.backbone.save_pretrained(path / "adapter", safe_serialization=True)
+        save_file(
+            {k: v.detach().float().contiguous() for k, v in self.head.state_dict().items()},
+            str(path / HEAD_NAME),
+        )
+        self.tokenizer.save_pretrained(path)
+        meta = {
+            "student_type": STUDENT_TYPE,
+            "weights": "merged" if merge else "adapter",
+            "config": asdict(self.student_config),
+            "hidden_size": self.head.in_features,
+        }
+        (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    # ------------------------------------------------------------------------------------ encoding
+    def _template_parts(self) -> tuple[list[int], list[int], list[int]]:
+        """Token ids of the template's three fixed pieces. A trailing space of a piece moves onto the text
+        that follows it ("Query: " + "what" -> "Query:" + " what"), which is how the tokenizer would split
+        the joined string, instead of a lone space token."""
+        before, rest = self.student_config.prompt.split("{query}", 1)
+        between, after = rest.split("{document}", 1)
+        self._space_before = (" " if before.endswith(" ") else "", " " if between.endswith(" ") else "")
+        enc = self.tokenizer([before.rstrip(" "), between.rstrip(" "), after], add_special_tokens=False)[
+            "input_ids"
+        ]
+        return enc[0], enc[1], enc[2]
+
+    def encode_prompts(self, queries: Sequence[str], documents: Sequence[str]) -> list[list[int]]:
+        """Token ids of each (query, document) prompt; query and document are truncated separately so the
+        template's words (and the last token the head reads) always survive."""
+        before, between, after = self._parts
+        qs, ds = self._space_before
+        q_ids = self.tokenizer([qs + q for q in queries], add_special_tokens=False)["input_ids"]
+        d_ids = self.tokenizer([ds + d for d in documents], add_special_tokens=False)["input_ids"]
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        cfg = self.student_config
+        return [
+            bos + before + q[: cfg.max_query_tokens] + between + d[: cfg.max_doc_tokens] + after
+            for q, d in zip(q_ids, d_ids, strict=True)
+        ]
+
+    def encode(
+        self, queries: Sequence[str], documents: Sequence[str], reasonings: Sequence[str | None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded batch: input_ids, attention_mask, score_index (last prompt token of each row) and,
+        with reasonings, lm_labels (-100 everywhere but the reasoning tokens and the closing EOS)."""
+        prompts = self.encode_prompts(queries, documents)
+        targets: list[list[int]] = [[] for _ in prompts]
+        if reasonings is not None:
+            if len(reasonings) != len(prompts):
+                raise ValueError(f"got {len(reasonings)} reasonings for {len(prompts)} pairs")
+            todo = [i for i, r in enumerate(reasonings) if r and r.strip()]
+            if todo:
+                enc = self.tokenizer([" " + reasonings[i].strip() for i in todo], add_special_tokens=False)[
+                    "input_ids"
+                ]
+                for i, ids in zip(todo, enc, strict=True):
+                    targets[i] = ids[: self.student_config.max_reasoning_tokens] + [
+                        self.tokenizer.eos_token_id
+                    ]
+        width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        labels = torch.full((len(prompts), width), IGNORE_INDEX, dtype=torch.long)
+        score_index = torch.empty(len(prompts), dtype=torch.long)
+        for row, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+            n = len(p) + len(t)
+            input_ids[row, :n] = torch.tensor(p + t)
+            attention[row, :n] = 1
+            if t:
+                labels[row, len(p) : n] = torch.tensor(t, dtype=torch.long)
+            score_index[row] = len(p) - 1
+        batch = {"input_ids": input_ids, "attention_mask": attention, "score_index": score_index}
+        if reasonings is not None:
+            batch["lm_labels"] = labels
+        return batch
+
+    # ------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        score_index: torch.Tensor,
+        lm_labels: torch.Tensor | None = None,
+    ) -> DecoderOutput:
+        base = self.backbone.get_base_model()  # LoRA layers are injected in place, so this runs them
+        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        last = hidden[rows, score_index]
+        with torch.autocast(hidden.device.type, enabled=False):  # the head's output stays fp32 under autocast
+            scores = self.head(last.float()).squeeze(-1)
+        if lm_labels is None:
+            return DecoderOutput(scores=scores)
+        # LM loss on the reasoning tokens only: projecting just those positions onto the vocabulary
+        # (262k entries for Gemma 3) instead of every position keeps memory and time small
+        shift = lm_labels[:, 1:]
+        keep = shift != IGNORE_INDEX
+        n_tokens = int(keep.sum())
+        if n_tokens == 0:
+            return DecoderOutput(scores=scores, lm_loss=scores.sum() * 0.0, lm_tokens=0)
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep])
+        cap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        lm_loss = nn.functional.cross_entropy(logits.float(), shift[keep])
+        return DecoderOutput(scores=scores, lm_loss=lm_loss, lm_tokens=n_tokens)
+
+    # ----------------------------------------------------------------------------------- inference
+    @property
+    def max_length(self) -> int:
+        """Most tokens a scored prompt can have (template, BOS, truncated query and document)."""
+        cfg = self.student_config
+        return 1 + sum(map(len, self._parts)) + cfg.max_query_tokens + cfg.max_doc_tokens + 2
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def _autocast(self):
+        """bf16 autocast on CPUs with native bf16 (a no-op when the weights already are bf16)."""
+        if pick_dtype(self.device.type, "auto") == torch.bfloat16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def score(
+        self, pairs: Iterable[tuple[str, str]], batch_size: int = 16, show_progress: bool = False
+    ) -> list[float]:
+        """Relevance score of each (query, document) pair, from the head; no generation."""
+        pairs = list(pairs)
+        if not pairs:
+            return []
+        was_training = self.training
+        self.eval()
+        prompts_len = [len(q) + len(d) for q, d in pairs]
+        # longest first: batches of similar lengths pad less, and a memory problem shows up at once
+        order = sorted(range(len(pairs)), key=lambda i: -prompts_len[i])
+        out = [0.0] * len(pairs)
+        bar = progress(total=len(pairs), desc="decoder scoring", unit="pair", disable=not show_progress)
+        try:
+            for chunk in batched(order, batch_size):
+                batch = self.encode([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk])
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                with self._autocast():
+                    scores = self(**batch).scores
+                for i, s in zip(chunk, scores.float().tolist(), strict=True):
+                    out[i] = s
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            self.train(was_training)
+        return out
+
+    @torch.inference_mode()
+    def explain(
+        self, query: str, documents: str | Sequence[str], max_new_tokens: int = 64, batch_size: int = 8
+    ) -> list[str]:
+        """The student's reasoning on how each document relates to the query (greedy decoding)."""
+        docs = [documents] if isinstance(documents, str) else list(documents)
+        was_training = self.training
+        self.eval()
+        pad = self.tokenizer.pad_token_id
+        texts: list[str] = []
+        try:
+            for chunk in batched(docs, batch_size):
+                prompts = self.encode_prompts([query] * len(chunk), chunk)
+                width = max(map(len, prompts))
+                # generation wants left padding; transformers derives positions from the mask
+                ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+                mask = torch.tensor(
+                    [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device
+                )
+                with self._autocast():
+                    gen = self.backbone.generate(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=False,
+                        pad_token_id=pad,
+                        eos_token_id=self.tokenizer.eos_token_id,
+                    )
+                texts += [
+                    t.strip() for t in self.tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+                ]
+        finally:
+            self.train(was_training)
+        return texts
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameter count, with the signature of `PreTrainedModel.num_parameters` (the Trainer calls it)."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(p) for p in self.backbone.get_base_model().get_input_embeddings().parameters()}
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip and (p.requires_grad or not only_trainable))
+
+
+def read_student_config(path: str | Path) -> dict:
+    """rankdistill.json of a saved decoder student, checked."""
+    cfg_path = Path(path) / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise RankdistillError(f"{path} is not a saved rankdistill student: {CONFIG_NAME} is missing")
+    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if meta.get("student_type") != STUDENT_TYPE:
+        raise RankdistillError(
+            f"{cfg_path}: student_type is {meta.get('student_type')!r}, expected {STUDENT_TYPE!r}"
+        )
+    return meta
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass
+class DecoderExample:
+    """One training group: a query, its candidates, the teacher's score for each and (optional) reasoning."""
+
+    query: str
+    documents: list[str]
+    scores: list[float]
+    reasonings: list[str | None] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.documents)
+        if n == 0 or len(self.scores) != n or (self.reasonings is not None and len(self.reasonings) != n):
+            raise ValueError(
+                f"group for query {self.query[:40]!r}: {n} documents, {len(self.scores)} scores, "
+                f"{None if self.reasonings is None else len(self.reasonings)} reasonings; expected equal, non-zero"
+            )
+
+
+class DecoderCollator:
+    """Turns a list of `DecoderExample`s into one padded batch for `JointRankLMLoss`."""
+
+    def __init__(self, student: DecoderStudent):
+        self.student = student
+
+    def __call__(self, examples: list[DecoderExample | dict]) -> dict[str, torch.Tensor]:
+        groups = [e if isinstance(e, DecoderExample) else DecoderExample(**e) for e in examples]
+        queries = [g.query for g in groups for _ in g.documents]
+        docs = [d for g in groups for d in g.documents]
+        reasonings = [r for g in groups for r in (g.reasonings or [None] * len(g.documents))]
+        batch = self.student.encode(queries, docs, reasonings)
+        size = max(len(g.documents) for g in groups)
+        mask = torch.zeros((len(groups), size), dtype=torch.bool)
+        teacher = torch.zeros((len(groups), size), dtype=torch.float32)
+        for i, g in enumerate(groups):
+            mask[i, : len(g.documents)] = True
+            teacher[i, : len(g.documents)] = torch.tensor(g.scores, dtype=torch.float32)
+        batch["group_mask"] = mask
+        batch["labels"] = teacher
+        return batch
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[DecoderExample]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> DecoderExample:
+        return self.items[i]
+
+
+def examples_from_scores(
+    queries: Mapping[str, str],
+    documents: Mapping[str, str],
+    teacher: Mapping[str, Mapping[str, float]],
+    reasoning: Mapping[tuple[str, str], str] | None = None,
+    group_size: int = 8,
+    top: int = 2,
+    seed: int = 0,
+) -> list[DecoderExample]:
+    """One group per query from a teacher's scores (query id -> doc id -> score, e.g. `Run.scores`).
+
+    Each group holds the teacher's `top` best candidates and `group_size - top` drawn at random from the
+    rest (seeded), so the student sees both what nDCG@10 is about and the tail it must push down.
+    `reasoning` maps (query id, doc id) to the teacher's reasoning text, the LM target of that pair.
+    """
+    rng = random.Random(seed)
+    out = []
+    for qid, scores in teacher.items():
+        if qid not in queries or not scores:
+            continue
+        ranked = sorted(scores, key=lambda d: -scores[d])
+        ranked = [d for d in ranked if d in documents]
+        keep = ranked[:top] + rng.sample(ranked[top:], min(len(ranked[top:]), max(group_size - top, 0)))
+        if not keep:
+            continue
+        reasons = [reasoning.get((qid, d)) for d in keep] if reasoning else None
+        out.append(
+            DecoderExample(
+                queries[qid], [documents[d] for d in keep], [float(scores[d]) for d in keep], reasons
+            )
+        )
+    return out
+
+
+def examples_from_store(
+    store,
+    corpus: Mapping[str, Any],
+    teacher: str | None = None,
+    group_size: int = 8,
+    top: int = 2,
+    seed: int = 0,
+) -> list[DecoderExample]:
+    """Groups from a `LabelStore`: pointwise teacher scores (of the teacher named `teacher`, or the only
+    one there) with the explicit reasoning labels of the same (query, document) as LM targets.
+
+    Comparison reasoning is about a window of documents, which a pointwise prompt cannot show; it stays
+    in the store for a listwise student."""
+    from rankdistill.teachers.reasoning import reasoning_targets
+
+    names = {t for kind, t in store.counts() if kind == "pointwise"}
+    if teacher is None:
+        if len(names) != 1:
+            raise RankdistillError(
+                f"{store.path}: pick the pointwise teacher to learn from; found {sorted(names)}"
+            )
+        teacher = next(iter(names))
+    queries: dict[str, str] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for rec in store.iter_records(kind="pointwise", teacher=teacher):
+        qid = rec.query_id or rec.query
+        queries[qid] = rec.query
+        scores.setdefault(qid, {})[rec.doc_ids[0]] = float(rec.value["score"])
+    if not scores:
+        raise RankdistillError(f"{store.path}: no pointwise labels of teacher {teacher!r}")
+    reasoning = {
+        (ex["query_id"] or ex["query"], ex["doc_ids"][0]): ex["target"]
+        for ex in reasoning_targets(store)
+        if ex["type"] == "explicit"
+    }
+    documents = {d: corpus[d].full_text for s in scores.values() for d in s if d in corpus}
+    return examples_from_scores(queries, documents, scores, reasoning, group_size, top, seed)
+
+
+# ---------------------------------------------------------------------------------------- training
+def _trainer_class():
+    from transformers import Trainer
+
+    class DecoderTrainer(Trainer):
+        """HF Trainer for the decoder student: the joint loss, checkpoints as student folders (adapter + head,
+        not the whole frozen backbone), and resume from them."""
+
+        def __init__(self, *args, loss: nn.Module, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss = loss
+            self._terms: dict[str, list[float]] = {}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            loss = self.loss(inputs, labels)
+            for k, v in self.loss.last_terms.items():
+                self._terms.setdefault(k, []).append(v)
+            return (loss, None) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+            if "loss" in logs and self._terms:  # training log: add the mean of each term since the last one
+                logs.update({k: round(sum(v) / len(v), 4) for k, v in self._terms.items()})
+                self._terms = {}
+            super().log(logs, *args, **kwargs)
+
+        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+            self.model.save(output_dir or self.args.output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+            from safetensors.torch import load_file
+
+            student = model or self.model
+            set_peft_model_state_dict(
+                student.backbone, load_peft_weights(str(Path(resume_from_checkpoint) / "adapter"))
+            )
+            student.head.load_state_dict(load_file(str(Path(resume_from_checkpoint) / HEAD_NAME)))
+
+    return DecoderTrainer
+
+
+def train_decoder(
+    student: DecoderStudent,
+    examples: Sequence[DecoderExample],
+    output_dir: str | Path,
+    *,
+    loss: nn.Module | None = None,
+    epochs: float = 1.0,
+    max_steps: int = -1,
+    groups_per_batch: int = 2,
+    learning_rate: float = 2e-4,
+    head_learning_rate: float | None = 1e-3,
+    warmup: float = 0.1,
+    seed: int = 0,
+    bf16: bool | None = None,
+    save_steps: int | None = None,
+    logging_steps: int = 5,
+    resume_from_checkpoint: str | bool | None = None,
+    show_progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train the student on teacher-labelled groups with the HF Trainer; returns the Trainer's log history.
+
+    The head gets its own (higher) learning rate: it starts from scratch while LoRA only nudges a trained
+    LM. The final student is saved to `output_dir`.
+    """
+    from transformers import TrainingArguments
+
+    from rankdistill.training.losses.joint import JointRankLMLoss
+
+    if not examples:
+        raise ValueError("train_decoder needs at least one example group")
+    loss = loss or JointRankLMLoss(student)
+    if bf16 is None:
+        bf16 = pick_dtype("cpu", "auto") == torch.bfloat16 and student.device.type == "cpu"
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=groups_per_batch,
+        learning_rate=learning_rate,
+        warmup_steps=warmup,  # a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type="linear",
+        weight_decay=0.0,
+        seed=seed,
+        data_seed=seed,
+        bf16=bf16,
+        use_cpu=student.device.type == "cpu",
+        logging_steps=logging_steps,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+    )
+    optimizer = None
+    if head_learning_rate is not None:
+        head_params = list(student.head.parameters())
+        head_ids = {id(p) for p in head_params}
+        lora_params = [p for p in student.parameters() if p.requires_grad and id(p) not in head_ids]
+        optimizer = torch.optim.AdamW(
+            [{"params": lora_params, "lr": learning_rate}, {"params": head_params, "lr": head_learning_rate}],
+            weight_decay=0.0,
+        )
+    trainer = _trainer_class()(
+        model=student,
+        args=args,
+        train_dataset=_ListDataset(examples),
+        data_collator=DecoderCollator(student),
+        loss=loss,
+        optimizers=(optimizer, None),
+    )
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    student.save(output_dir)
+    return trainer.state.log_history
