@@ -170,6 +170,22 @@ def test_label_listwise_stores_and_resumes(tmp_path):
     store.close()
 
 
+def test_prompts_are_shortened_to_fit_the_context_window():
+    class SmallContextLLM(OverlapLLM):
+        n_ctx = 400  # tokens; count_tokens is the ABC's 4-characters-a-token estimate
+
+    docs = [
+        Document(f"d{i}", ("solar panel " if i == 7 else "") + " ".join(["filler"] * 80)) for i in range(10)
+    ]
+    llm = SmallContextLLM()
+    teacher = ListwiseTeacher(llm, method="one_pass", max_passage_words=None)
+    (label,) = teacher.rank([teacher.select("q", "solar panel", [f"d{i}" for i in range(10)], Corpus(docs))])
+    (prompt,) = llm.prompts
+    assert llm.count_tokens(prompt) <= 400 - teacher._max_tokens(10)
+    assert all(f"[{i}] " in prompt for i in range(1, 11)) and label.permutation[0] == "d7"
+    assert teacher.identity()["settings"]["n_ctx"] == 400
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="method"):
         ListwiseTeacher(OverlapLLM(), method="pairwise")
