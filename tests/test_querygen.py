@@ -275,3 +275,22 @@ def test_cli_generate_queries_title_method(data_dir, tmp_path, monkeypatch):
         app, ["generate-queries", "-d", str(tmp_path / "nowhere"), "-o", str(out), "--method", "title"]
     )
     assert bad.exit_code != 0 and "not found" in str(bad.exception)
+
+
+def test_grounding_check_catches_few_shot_echoes():
+    from rankdistill.teachers.querygen import drop_ungrounded, is_grounded
+
+    beans = "Cardiovascular and renal benefits of dry bean and soybean intake. Dry beans lower cholesterol."
+    assert not is_grounded(
+        "How large is the Canadian military?", beans
+    )  # the prompt's example, not the document
+    assert is_grounded("Do soybeans protect the kidneys?", beans)  # crude stems: soybeans ~ soybean
+    assert not is_grounded("Do legumes protect the kidneys?", beans)  # the check is lexical: no synonyms
+    assert is_grounded("What is the significance of this study?", beans)  # only question words: kept
+    assert is_grounded("benefits of eating beans for the heart", beans)
+    assert is_grounded("What is it?", beans)  # nothing to check: kept
+    corpus = Corpus([Document("b", beans)])
+    qs = [SyntheticQuery("1", "How large is the Canadian military?", "b", "m"),
+          SyntheticQuery("2", "cholesterol and dry beans", "b", "m")]  # fmt: skip
+    kept, n = drop_ungrounded(qs, corpus)
+    assert [q.query_id for q in kept] == ["2"] and n == 1

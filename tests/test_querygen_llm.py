@@ -16,7 +16,12 @@ import time
 
 import pytest
 
-from rankdistill.teachers.querygen import QueryGenConfig, QueryGenerator, generate_synthetic_queries, sample_documents
+from rankdistill.teachers.querygen import (
+    QueryGenConfig,
+    QueryGenerator,
+    generate_synthetic_queries,
+    sample_documents,
+)
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.data]
 
@@ -44,14 +49,18 @@ def scifact(data_dir):
 def retriever(scifact, tmp_path_factory):
     from rankdistill.retrieval.bm25 import BM25Retriever
 
-    return BM25Retriever.from_corpus(scifact.corpus, cache_dir=tmp_path_factory.mktemp("bm25"), show_progress=False)
+    return BM25Retriever.from_corpus(
+        scifact.corpus, cache_dir=tmp_path_factory.mktemp("bm25"), show_progress=False
+    )
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(llm, scifact, retriever, tmp_path_factory):
     out = tmp_path_factory.mktemp("vanilla")
     config = QueryGenConfig(method="vanilla", filter="logprob", keep_share=0.75, **SETTINGS)
-    return generate_synthetic_queries(scifact.corpus, config, llm=llm, out_dir=out, retriever=retriever, show_progress=False)
+    return generate_synthetic_queries(
+        scifact.corpus, config, llm=llm, out_dir=out, retriever=retriever, show_progress=False
+    )
 
 
 def test_vanilla_queries_with_gemma(uninterrupted, scifact):
@@ -91,12 +100,16 @@ def test_other_settings_refuse_the_journal(uninterrupted, llm, scifact):
 
     config = QueryGenConfig(method="vanilla", **{**SETTINGS, "max_tokens": 8})
     with pytest.raises(RankdistillError, match="other settings.*max_tokens"):
-        generate_synthetic_queries(scifact.corpus, config, llm=llm, out_dir=uninterrupted.path, show_progress=False)
+        generate_synthetic_queries(
+            scifact.corpus, config, llm=llm, out_dir=uninterrupted.path, show_progress=False
+        )
 
 
 def test_gbq_samples_several_distinct_queries_per_document(llm, scifact):
     docs = sample_documents(scifact.corpus, 1, seed=11)
-    gen = QueryGenerator(llm, prompt="gbq", n_per_doc=3, temperature=1.0, max_tokens=10, max_doc_words=30, seed=5)
+    gen = QueryGenerator(
+        llm, prompt="gbq", n_per_doc=3, temperature=1.0, max_tokens=10, max_doc_words=30, seed=5
+    )
     raw, stats = gen.run(docs, show_progress=False)
     assert stats.generations == 3 and gen.identity()["prompt"]["name"] == "inpars-gbq"
     samples = raw[docs[0].id]
@@ -105,7 +118,9 @@ def test_gbq_samples_several_distinct_queries_per_document(llm, scifact):
     assert all(g.logprob < 0 for g in samples if g.text)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(uninterrupted, scifact, gemma_gguf, data_dir, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    uninterrupted, scifact, gemma_gguf, data_dir, tmp_path
+):
     """kill -9 a generating process after its first journalled batch, run again: the result equals the
     uninterrupted run's (greedy decoding; batch size 1 so the kill lands between many small writes)."""
     out = tmp_path / "killed"
@@ -138,8 +153,12 @@ generate_synthetic_queries(ds.corpus, config, llm=llm, out_dir={str(out)!r}, sho
 
     llm = LlamaCppLLM(gemma_gguf, n_ctx=1024, n_threads=1)
     try:
-        config = QueryGenConfig(method="vanilla", filter="logprob", keep_share=0.75, **{**SETTINGS, "batch_size": 1})
-        resumed = generate_synthetic_queries(scifact.corpus, config, llm=llm, out_dir=out, show_progress=False)
+        config = QueryGenConfig(
+            method="vanilla", filter="logprob", keep_share=0.75, **{**SETTINGS, "batch_size": 1}
+        )
+        resumed = generate_synthetic_queries(
+            scifact.corpus, config, llm=llm, out_dir=out, show_progress=False
+        )
     finally:
         llm.close()
     assert resumed.stats["generation"]["resumed_documents"] == n_before
@@ -148,3 +167,27 @@ generate_synthetic_queries(ds.corpus, config, llm=llm, out_dir={str(out)!r}, sho
     assert [{k: v for k, v in q.to_dict().items() if k not in strip} for q in resumed.queries] == [
         {k: v for k, v in q.to_dict().items() if k not in strip} for q in uninterrupted.queries
     ]
+
+
+def test_cli_with_an_llm_spec(data_dir, tmp_path, monkeypatch):
+    """`rankdistill generate-queries --llm llamacpp:gemma3-270m` end to end: LLM spec, logprob filter, files."""
+    from typer.testing import CliRunner
+
+    from rankdistill.cli import app
+    from rankdistill.teachers.querygen import read_synthetic
+
+    monkeypatch.setenv("RANKDISTILL_THREADS", "1")
+    monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "gbq"
+    args = ["generate-queries", "-d", str(data_dir / "scifact"), "-o", str(out), "--method", "gbq",
+            "--llm", "llamacpp:gemma3-270m", "--n-docs", "3", "--max-doc-words", "25", "--max-tokens", "12",
+            "--filter", "logprob", "--keep-top-k", "2", "--negatives", "3"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "queries/s" in res.output
+    queries = read_synthetic(out / "synthetic.jsonl")
+    assert 1 <= len(queries) <= 2 and all(
+        q.method == "inpars-gbq" and len(q.candidates) == 3 for q in queries
+    )
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["generation"]["generations"] == 3 and stats["generator"]["llm"]["backend"] == "llamacpp"

@@ -64,6 +64,9 @@ def generate_queries_cmd(
     keep_copied: bool = typer.Option(
         False, "--keep-copied", help="Keep generated queries that are a verbatim span of their document."
     ),
+    keep_ungrounded: bool = typer.Option(
+        False, "--keep-ungrounded", help="Keep generated queries sharing no content word with their document."
+    ),
     filter_: str = typer.Option(
         "none",
         "--filter",
@@ -108,6 +111,7 @@ def generate_queries_cmd(
         method=method, n_docs=n_docs or None, n_per_doc=n_per_doc, seed=seed, max_tokens=max_tokens,
         temperature=temperature, top_p=top_p, max_doc_words=max_doc_words, batch_size=batch_size,
         remove_sentence=remove_sentence, min_words=min_words, max_words=max_words, drop_copied=not keep_copied,
+        drop_ungrounded=not keep_ungrounded,
         filter=filter_, keep_share=keep, keep_top_k=keep_top_k, negatives=negatives,
     )  # fmt: skip
     try:
@@ -176,7 +180,7 @@ def generate_queries_cmd(
         g = s["generation"]
         console.print(f"generation: {g['generations']} in {g['seconds']:.1f}s ({g['queries_per_second']:.2f} queries/s), "
                       f"{g['resumed_documents']} documents resumed from the journal")  # fmt: skip
-    steps = {k: s[k] for k in ("raw_queries", "invalid_after_cleanup", "copied_from_document", "exact_duplicates",
+    steps = {k: s[k] for k in ("raw_queries", "invalid_after_cleanup", "copied_from_document", "ungrounded", "exact_duplicates",
                                "normalised_duplicates", "after_filter", "bm25_source_in_top") if k in s}  # fmt: skip
     console.print(json.dumps(steps))
     for q in result.queries[:show]:

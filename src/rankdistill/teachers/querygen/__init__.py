@@ -3,7 +3,13 @@
 negatives, written as a BEIR dataset folder."""
 
 from rankdistill.teachers.querygen.dataset import add_bm25_negatives, write_synthetic_dataset
-from rankdistill.teachers.querygen.filtering import dedupe, drop_copied, keep_top, score_sources
+from rankdistill.teachers.querygen.filtering import (
+    dedupe,
+    drop_copied,
+    drop_ungrounded,
+    keep_top,
+    score_sources,
+)
 from rankdistill.teachers.querygen.generator import (
     GenerationJournal,
     QueryGenerator,
@@ -19,7 +25,7 @@ from rankdistill.teachers.querygen.pipeline import (
 )
 from rankdistill.teachers.querygen.pseudo import pseudo_queries
 from rankdistill.teachers.querygen.records import SyntheticQuery, read_synthetic
-from rankdistill.teachers.querygen.text import clean_query, normalise_query, split_sentences
+from rankdistill.teachers.querygen.text import clean_query, is_grounded, normalise_query, split_sentences
 
 __all__ = [
     "METHODS",
@@ -33,7 +39,9 @@ __all__ = [
     "clean_query",
     "dedupe",
     "drop_copied",
+    "drop_ungrounded",
     "generate_synthetic_queries",
+    "is_grounded",
     "keep_top",
     "normalise_query",
     "pseudo_queries",

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from rankdistill.data.types import Corpus
 from rankdistill.teachers.base import Candidate, PairScorer, PointwiseTeacher, direct_scorer
 from rankdistill.teachers.querygen.records import SyntheticQuery
-from rankdistill.teachers.querygen.text import is_copied, normalise_query
+from rankdistill.teachers.querygen.text import is_copied, is_grounded, normalise_query
 
 FILTERS = ("none", "logprob", "teacher")
 
@@ -37,6 +37,12 @@ def dedupe(queries: Sequence[SyntheticQuery]) -> tuple[list[SyntheticQuery], dic
 def drop_copied(queries: Sequence[SyntheticQuery], corpus: Mapping) -> tuple[list[SyntheticQuery], int]:
     """Drop queries that are a verbatim span of their source document (the model copied, not asked)."""
     kept = [q for q in queries if not is_copied(q.text, corpus[q.source_doc_id].full_text)]
+    return kept, len(queries) - len(kept)
+
+
+def drop_ungrounded(queries: Sequence[SyntheticQuery], corpus: Mapping) -> tuple[list[SyntheticQuery], int]:
+    """Drop queries sharing no content word with their source document (see `is_grounded`)."""
+    kept = [q for q in queries if is_grounded(q.text, corpus[q.source_doc_id].full_text)]
     return kept, len(queries) - len(kept)
 
 

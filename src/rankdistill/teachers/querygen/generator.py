@@ -7,7 +7,10 @@ last line, which the next run cuts off; it then regenerates only the batches tha
 
 Batches are cut from the FULL sampled document list (not from what is left), and sample i of every
 document uses the seed derived from (seed, i): a resumed run makes exactly the calls an uninterrupted
-run would have made for the missing batches, so batched backends give the same text.
+run would have made for the missing batches. With greedy decoding (the default for one query a
+document) the resumed result equals the uninterrupted one (tested with kill -9). With sampling it is an
+equally seeded draw, but not always the same text: llama.cpp's logits move in the last bits with how much
+of its KV cache a call reuses, which can flip a sampled token.
 """
 
 from __future__ import annotations

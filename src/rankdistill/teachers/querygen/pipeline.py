@@ -14,7 +14,14 @@ from rankdistill.errors import RankdistillError
 from rankdistill.llm.base import LLM
 from rankdistill.teachers.base import PairScorer, PointwiseTeacher
 from rankdistill.teachers.querygen.dataset import add_bm25_negatives, write_synthetic_dataset
-from rankdistill.teachers.querygen.filtering import FILTERS, dedupe, drop_copied, keep_top, score_sources
+from rankdistill.teachers.querygen.filtering import (
+    FILTERS,
+    dedupe,
+    drop_copied,
+    drop_ungrounded,
+    keep_top,
+    score_sources,
+)
 from rankdistill.teachers.querygen.generator import QueryGenerator, sample_documents
 from rankdistill.teachers.querygen.pseudo import PSEUDO_METHODS, pseudo_queries
 from rankdistill.teachers.querygen.records import SyntheticQuery
@@ -48,6 +55,7 @@ class QueryGenConfig:
     min_words: int = 3
     max_words: int = 64
     drop_copied: bool = True
+    drop_ungrounded: bool = True  # no content word of the query in its source document
     # filtering: none | logprob (InPars v1) | teacher (InPars v2), keeping a share or a count
     filter: str = "none"
     keep_share: float | None = None
@@ -143,9 +151,13 @@ def generate_synthetic_queries(
         stats["raw_queries"] = len(queries)
         stats["documents_without_pseudo_query"] = len(docs) - len(queries)
 
-    if config.drop_copied and config.method in LLM_METHODS:  # a pseudo-query is a copy by construction
-        queries, n = drop_copied(queries, corpus)
-        stats["copied_from_document"] = n
+    if config.method in LLM_METHODS:  # a pseudo-query is a grounded copy by construction
+        if config.drop_copied:
+            queries, n = drop_copied(queries, corpus)
+            stats["copied_from_document"] = n
+        if config.drop_ungrounded:
+            queries, n = drop_ungrounded(queries, corpus)
+            stats["ungrounded"] = n
     queries, dup = dedupe(queries)
     stats.update(dup)
     stats["after_dedup"] = len(queries)

@@ -65,6 +65,32 @@ def is_copied(query: str, document: str) -> bool:
     return bool(q) and q in normalise_query(document)
 
 
+# Function words that say nothing about a document's topic (for the grounding check only).
+_STOP_WORDS = (
+    "the and for are was were what which who whom whose when where why how does did can could would should "
+    "will shall may might must has have had having this that these those there their them they its with from "
+    "into onto about above below between over under than then also not but nor all any some such each other "
+    "more most much many few very one two being been is be an of to in on at by or as it do if so no yes "
+    # words of the question, not of its topic
+    "information effect effects purpose significance study role common type types difference question query "
+    "example document good bad relevant"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def content_stems(text: str, prefix: int = 5) -> set[str]:
+    """Crude stems (first `prefix` letters) of the words of 3+ letters that are not function words."""
+    return {w[:prefix] for w in _WORD.findall(text.casefold()) if w not in _STOP}
+
+
+def is_grounded(query: str, document: str) -> bool:
+    """False when no content word of the query occurs in the document: a weak model echoing its few-shot
+    examples ("How large is the Canadian military?" for an abstract on beans) writes such queries."""
+    words = content_stems(query)
+    return not words or bool(words & content_stems(document))
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a document by punctuation; good enough for abstracts and web passages."""
     text = collapse_ws(text)
