@@ -146,12 +146,15 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
 
 
 def _code_hash(fn: Callable) -> str | None:
-    """Hash of the stage function's source: editing a stage reruns it (the package version covers the rest)."""
+    """Hash of the stage function's code (its syntax tree, so formatting and comments do not count):
+    editing what a stage does reruns it; the package version covers the libraries it calls."""
+    import ast
     import inspect
+    import textwrap
 
     try:
-        return stable_hash(inspect.getsource(fn), 16)
-    except (OSError, TypeError):
+        return stable_hash(ast.dump(ast.parse(textwrap.dedent(inspect.getsource(fn)))), 16)
+    except (OSError, TypeError, SyntaxError):
         return None
 
 
