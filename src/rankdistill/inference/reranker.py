@@ -137,7 +137,9 @@ def _head_in_fp32(model: Any) -> None:
         return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
     base = getattr(model, "base_model", None)
-    heads = [getattr(base, "pooler", None)] + [getattr(model, n, None) for n in ("classifier", "score", "head")]
+    heads = [getattr(base, "pooler", None)] + [
+        getattr(model, n, None) for n in ("classifier", "score", "head")
+    ]
     for head in heads:
         if isinstance(head, torch.nn.Module) and head is not base:
             head.float()
@@ -463,6 +465,7 @@ class DecoderReranker(Reranker):
         self.max_length = int(getattr(student, "max_length", 0) or self.config.get("max_length") or 0)
         self.num_labels = 1
         self.backend = _DecoderBackendInfo()
+        self.explain_tokens = 64  # most tokens of reasoning generated per document
 
     @classmethod
     def load(
@@ -511,7 +514,7 @@ class DecoderReranker(Reranker):
         texts = [_doc_text(d) for d in documents]
         if not texts:
             return []
-        reasons = self.student.explain(query, texts)
+        reasons = self.student.explain(query, texts, max_new_tokens=self.explain_tokens)
         return [{"type": "reasoning", "reasoning": r if isinstance(r, str) else str(r)} for r in reasons]
 
     def info(self) -> dict[str, Any]:
