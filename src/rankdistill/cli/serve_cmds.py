@@ -14,6 +14,19 @@ _DTYPE_HELP = "auto (bf16 on CPUs with native bf16, fp32 otherwise), bf16 or fp3
 _LONG_HELP = "Long documents: truncate, or maxp (split into passages, keep the best passage's score)."
 
 
+def _check_choices(backend: str, long_docs: str) -> None:
+    from rankdistill.inference.reranker import BACKENDS, LONG_DOC_POLICIES
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(
+            f"{backend!r}; expected one of {', '.join(BACKENDS)}", param_hint="--backend"
+        )
+    if long_docs not in LONG_DOC_POLICIES:
+        raise typer.BadParameter(
+            f"{long_docs!r}; expected one of {', '.join(LONG_DOC_POLICIES)}", param_hint="--long-docs"
+        )
+
+
 @app.command("rerank")
 def rerank_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Student folder or HF cross-encoder folder/name."),
@@ -33,6 +46,7 @@ def rerank_cmd(
     tag: str = typer.Option("rankdistill", "--tag", help="Run tag (last TREC column)."),
 ) -> None:
     """Rerank the top-k documents of each query of a first-stage run and write a TREC run."""
+    _check_choices(backend, long_docs)
     from rankdistill.data.datasets import load_dataset
     from rankdistill.data.trec import read_run, write_run
     from rankdistill.inference.rerank_run import rerank_run
@@ -80,6 +94,7 @@ def serve_cmd(
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a reranker over HTTP: POST /rerank, POST /explain, GET /health, docs at /docs."""
+    _check_choices(backend, long_docs)
     from rankdistill.errors import require
 
     uvicorn = require("uvicorn", "server", "rankdistill serve")
