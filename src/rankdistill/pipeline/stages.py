@@ -347,7 +347,12 @@ def _launch_training(launch: str, tcfg, config_path: Path) -> Path:
 
     config_path.write_text(yaml.safe_dump(tcfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
     script = shutil.which("rankdistill") or str(Path(sys.executable).with_name("rankdistill"))
-    cmd = [*shlex.split(launch), script, "train", str(config_path)]
+    launcher = shlex.split(launch)
+    # a launcher installed in this environment (accelerate, torchrun) works without an activated venv
+    beside = Path(sys.executable).with_name(launcher[0])
+    if shutil.which(launcher[0]) is None and beside.exists():
+        launcher[0] = str(beside)
+    cmd = [*launcher, script, "train", str(config_path)]
     log.info("training with: %s", " ".join(cmd))
     proc = subprocess.run(cmd, check=False)
     if proc.returncode != 0:
