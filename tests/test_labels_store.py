@@ -72,6 +72,7 @@ def test_put_get_counts_export(tmp_path):
         assert n == 1
         row = json.loads((tmp_path / "out.jsonl").read_text().strip())
         assert row["doc_ids"] == ["d1"] and row["value"]["logits"] == [0.1, 0.2] and row["query"] == "what"
+        assert row["label"] == [0.1, 0.2] and "doc" not in row  # the logit pair is the training label
         assert store.teachers()[0]["identity"] == TEACHER
     # WAL mode persists in the file
     conn = sqlite3.connect(path)

@@ -114,7 +114,7 @@ def test_ensemble_score_pairs_needs_first_stage_scores():
         ens.score(pairs)
     labels = ens.score(pairs, first_stage=[1.0, 2.0])
     assert [lab.score for lab in labels] == [1.0, 1.0]  # each best on one member
-    assert labels[0].logits == [1.0, 1.0]  # raw member scores
+    assert labels[0].logits is None  # member scores are no [false, true] logit pair
 
 
 def test_label_run_caches_members_and_fused(tmp_path):
@@ -136,3 +136,14 @@ def test_label_run_caches_members_and_fused(tmp_path):
         label_run(ens, QUERIES, CORPUS, other, depth=4, store=store, show_progress=False)
         assert store.counts()[("pointwise", "first-stage+overlap")] == 12
         assert store.counts()[("pointwise", "overlap")] == 6
+        n = store.export_jsonl(tmp_path / "overlap.jsonl", kind="pointwise", teacher="overlap")
+    # the export is what training reads: query, document text, label
+    from rankdistill.training.data import read_pairs_jsonl
+
+    rows = read_pairs_jsonl(tmp_path / "overlap.jsonl")
+    assert n == len(rows) == 6
+    assert {(r["query"], r["document"]) for r in rows} == {
+        (QUERIES[q], CORPUS[d].full_text) for q in RUN.scores for d in RUN[q]
+    }
+    fresh = OverlapTeacher()
+    assert [r["label"] for r in rows] == [fresh.score([(r["query"], r["document"])])[0].score for r in rows]

@@ -178,9 +178,9 @@ def label_cmd(
             scorer = StoreScorer(store, batch_size)
             labels = tch.label_candidates(candidates, scorer)
             if tch.depends_on_candidates:
-                from rankdistill.labels.pointwise import _store_fused
+                from rankdistill.labels.pointwise import store_fused_labels
 
-                _store_fused(store, tch, candidates, labels)
+                store_fused_labels(store, tch, candidates, labels)
             teacher_run = labels_to_run(candidates, labels, name=tch.name)
             summary = {
                 "teacher": tch.name,

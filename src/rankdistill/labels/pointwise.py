@@ -43,7 +43,7 @@ class StoreScorer:
         identity, prompt = teacher.identity(), teacher.prompt_identity()
         keys = [LabelStore.key(identity, prompt, c.query, c.doc) for c in candidates]
         jobs = [
-            LabelJob(k, (c.query, c.doc), query_id=c.query_id, doc_ids=[c.doc_id], query=c.query)
+            LabelJob(k, (c.query, c.doc), query_id=c.query_id, doc_ids=[c.doc_id], query=c.query, doc=c.doc)
             for k, c in zip(keys, candidates, strict=True)
         ]
 
@@ -68,7 +68,7 @@ def store_scorer(store: LabelStore, batch_size: int | None = None, show_progress
     return StoreScorer(store, batch_size, show_progress)
 
 
-def _store_fused(store: LabelStore, teacher: PointwiseTeacher, candidates: list[Candidate],
+def store_fused_labels(store: LabelStore, teacher: PointwiseTeacher, candidates: list[Candidate],
                  labels: list[PointwiseLabel]) -> int:  # fmt: skip
     """Store labels of a teacher whose labels depend on the candidate list, keyed by that list too."""
     identity = teacher.identity()
@@ -91,8 +91,11 @@ def _store_fused(store: LabelStore, teacher: PointwiseTeacher, candidates: list[
             c = candidates[i]
             key = LabelStore.key(ident, teacher.prompt_identity(), c.query, c.doc)
             records.append(LabelRecord(key, "pointwise", teacher.name, labels[i].to_json(), [c.doc_id], c.query_id,
-                                       c.query, teacher_id))  # fmt: skip
+                                       c.query, teacher_id, doc=c.doc))  # fmt: skip
     return store.put_many(records)
+
+
+_store_fused = store_fused_labels  # the name it had first (rankdistill.labels.ray_backend uses it)
 
 
 def label_candidates(teacher: PointwiseTeacher, candidates: list[Candidate], store: LabelStore | str | Path,
@@ -103,7 +106,7 @@ def label_candidates(teacher: PointwiseTeacher, candidates: list[Candidate], sto
     try:
         labels = teacher.label_candidates(candidates, StoreScorer(st, batch_size, show_progress))
         if teacher.depends_on_candidates:
-            _store_fused(st, teacher, candidates, labels)
+            store_fused_labels(st, teacher, candidates, labels)
         return labels
     finally:
         if own:

@@ -36,6 +36,7 @@ class LabelJob:
     query_id: str | None = None
     doc_ids: Sequence[str] = ()
     query: str | None = None
+    doc: str | None = None  # document text to keep with the label (pointwise), for training exports
 
 
 @dataclass
@@ -135,6 +136,7 @@ def run_jobs(
                         job.query,
                         teacher_id,
                         compute_ms=ms,
+                        doc=job.doc,
                     )  # fmt: skip
                     for job, value in zip(todo, out, strict=True)
                 ]

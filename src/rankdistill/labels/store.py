@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS labels (
     doc_ids TEXT NOT NULL,            -- JSON list of document ids (one for pointwise labels)
     value TEXT NOT NULL,              -- JSON label, e.g. {"score": 1.2, "logits": [-0.3, 0.9]}
     created_at REAL NOT NULL,         -- unix time the batch was committed
-    compute_ms REAL                   -- time spent computing this label (its share of the batch)
+    compute_ms REAL,                  -- time spent computing this label (its share of the batch)
+    doc TEXT                          -- the document text as the teacher saw it (pointwise), for training
 );
 CREATE INDEX IF NOT EXISTS labels_by_teacher ON labels(kind, teacher_id);
 """
@@ -69,9 +70,12 @@ class LabelRecord:
     teacher_id: str = ""
     created_at: float = 0.0
     compute_ms: float | None = None
+    doc: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The export row: the record, plus `doc` (document text) where stored and, for pointwise labels,
+        `label`: the [false, true] logit pair where the teacher gives one, else the score."""
+        row = {
             "key": self.key,
             "kind": self.kind,
             "teacher": self.teacher,
@@ -82,6 +86,12 @@ class LabelRecord:
             "value": self.value,
             "created_at": self.created_at,
         }
+        if self.doc is not None:
+            row["doc"] = self.doc
+        if self.kind == "pointwise" and isinstance(self.value, dict) and "score" in self.value:
+            logits = self.value.get("logits")
+            row["label"] = logits if isinstance(logits, list) and len(logits) == 2 else self.value["score"]
+        return row
 
 
 def _identity_id(identity: dict[str, Any]) -> str:
@@ -109,6 +119,9 @@ class LabelStore:
             # drop the last committed batches, which the next run then recomputes.
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(labels)")}
+            if "doc" not in columns:  # stores written before the column existed
+                self._conn.execute("ALTER TABLE labels ADD COLUMN doc TEXT")
             row = self._conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             if row is None:
                 self._conn.execute(
@@ -196,7 +209,7 @@ class LabelStore:
     def iter_records(self, kind: str | None = None, teacher: str | None = None) -> Iterator[LabelRecord]:
         """All records (optionally of one kind and/or teacher name or id), in insertion order."""
         sql = (
-            "SELECT key, kind, teacher, teacher_id, query_id, query, doc_ids, value, created_at, compute_ms "
+            "SELECT key, kind, teacher, teacher_id, query_id, query, doc_ids, value, created_at, compute_ms, doc "
             "FROM labels"
         )
         where, args = [], []
@@ -209,8 +222,8 @@ class LabelStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid"
-        for key, k, t, tid, qid, q, docs, value, created, ms in self._conn.execute(sql, args):
-            yield LabelRecord(key, k, t, json.loads(value), json.loads(docs), qid, q, tid, created, ms)
+        for key, k, t, tid, qid, q, docs, value, created, ms, doc in self._conn.execute(sql, args):
+            yield LabelRecord(key, k, t, json.loads(value), json.loads(docs), qid, q, tid, created, ms, doc)
 
     # -- writing ----------------------------------------------------------------------------------------
     def put_many(self, records: Sequence[LabelRecord]) -> int:
@@ -230,7 +243,7 @@ class LabelStore:
                     r.key, r.kind, r.teacher, r.teacher_id, r.query_id, r.query,
                     json.dumps(list(r.doc_ids), ensure_ascii=False),
                     json.dumps(r.value, ensure_ascii=False),
-                    now, r.compute_ms,
+                    now, r.compute_ms, r.doc,
                 )
             )  # fmt: skip
         cur = self._conn.cursor()
@@ -239,7 +252,7 @@ class LabelStore:
             before = self._conn.total_changes
             cur.executemany(
                 "INSERT INTO labels(key, kind, teacher, teacher_id, query_id, query, doc_ids, value, created_at, "
-                "compute_ms) VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
+                "compute_ms, doc) VALUES(?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
                 rows,
             )
             inserted = self._conn.total_changes - before

@@ -71,7 +71,8 @@ class EnsembleTeacher(PointwiseTeacher):
 
     >>> EnsembleTeacher([FirstStageTeacher(), BiEncoderTeacher("minilm")], fusion="minmax")
 
-    `logits` of a fused label hold the members' raw scores, in member order."""
+    Fused labels carry a score only (no `logits`): member scores are not a [false, true] logit pair, and
+    each member's own labels are in the label store."""
 
     name = "ensemble"
     depends_on_candidates = True
@@ -124,9 +125,7 @@ class EnsembleTeacher(PointwiseTeacher):
                 norm = _normalise([scores[i] for i in idx], self.fusion, self.rrf_k, doc_ids)
                 for i, s in zip(idx, norm, strict=True):
                     fused[i] += w * s
-        return [
-            PointwiseLabel(fused[i], [float(s[i]) for s in member_scores]) for i in range(len(candidates))
-        ]
+        return [PointwiseLabel(fused[i]) for i in range(len(candidates))]
 
     def score(
         self, pairs: list[tuple[str, str]], first_stage: Sequence[float] | None = None
