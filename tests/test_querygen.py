@@ -286,9 +286,8 @@ def test_grounding_check_catches_few_shot_echoes():
     )  # the prompt's example, not the document
     assert is_grounded("Do soybeans protect the kidneys?", beans)  # crude stems: soybeans ~ soybean
     assert not is_grounded("Do legumes protect the kidneys?", beans)  # the check is lexical: no synonyms
-    assert is_grounded("What is the significance of this study?", beans)  # only question words: kept
+    assert not is_grounded("What is the significance of this study?", beans)  # no topic word at all
     assert is_grounded("benefits of eating beans for the heart", beans)
-    assert is_grounded("What is it?", beans)  # nothing to check: kept
     corpus = Corpus([Document("b", beans)])
     qs = [SyntheticQuery("1", "How large is the Canadian military?", "b", "m"),
           SyntheticQuery("2", "cholesterol and dry beans", "b", "m")]  # fmt: skip

@@ -65,7 +65,9 @@ def generate_queries_cmd(
         False, "--keep-copied", help="Keep generated queries that are a verbatim span of their document."
     ),
     keep_ungrounded: bool = typer.Option(
-        False, "--keep-ungrounded", help="Keep generated queries sharing no content word with their document."
+        False,
+        "--keep-ungrounded",
+        help="Keep generated queries with no content word of their document (few-shot echoes, generic questions).",
     ),
     filter_: str = typer.Option(
         "none",

@@ -55,7 +55,7 @@ class QueryGenConfig:
     min_words: int = 3
     max_words: int = 64
     drop_copied: bool = True
-    drop_ungrounded: bool = True  # no content word of the query in its source document
+    drop_ungrounded: bool = True  # no content word of the query in its source document (or none at all)
     # filtering: none | logprob (InPars v1) | teacher (InPars v2), keeping a share or a count
     filter: str = "none"
     keep_share: float | None = None

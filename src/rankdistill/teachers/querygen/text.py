@@ -85,10 +85,10 @@ def content_stems(text: str, prefix: int = 5) -> set[str]:
 
 
 def is_grounded(query: str, document: str) -> bool:
-    """False when no content word of the query occurs in the document: a weak model echoing its few-shot
-    examples ("How large is the Canadian military?" for an abstract on beans) writes such queries."""
-    words = content_stems(query)
-    return not words or bool(words & content_stems(document))
+    """True when some content word of the query occurs in the document. A weak model echoing its few-shot
+    examples ("How large is the Canadian military?" for an abstract on beans) or writing a generic question
+    with no topic word at all ("What is the significance of this study?") fails it."""
+    return bool(content_stems(query) & content_stems(document))
 
 
 def split_sentences(text: str) -> list[str]:
