@@ -135,7 +135,12 @@ def _save_causal_lm(model, folder: Path) -> None:
     from safetensors.torch import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(folder)
+    config = copy.deepcopy(model.config)
+    # a GGUF load leaves a quantization record; the weights saved here are plain tensors, and the record
+    # would make transformers treat the folder as packed GGUF blocks again
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(folder)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(folder)
     save_model(model, str(folder / "model.safetensors"))  # de-duplicates tied embeddings
@@ -417,6 +422,7 @@ class DecoderStudent(nn.Module):
                         max_new_tokens=max_new_tokens,
                         do_sample=False,
                         pad_token_id=pad,
+                        use_cache=True,
                         eos_token_id=self.tokenizer.eos_token_id,
                     )
                 texts += [
@@ -431,7 +437,11 @@ class DecoderStudent(nn.Module):
         skip = set()
         if exclude_embeddings:
             skip = {id(p) for p in self.backbone.get_base_model().get_input_embeddings().parameters()}
-        return sum(p.numel() for p in self.parameters() if id(p) not in skip and (p.requires_grad or not only_trainable))
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if id(p) not in skip and (p.requires_grad or not only_trainable)
+        )
 
 
 def read_student_config(path: str | Path) -> dict:
