@@ -83,7 +83,7 @@ def serve_cmd(
     max_documents: int = typer.Option(1000, "--max-documents", help="Most documents per request (else 413)."),
     max_chars: int = typer.Option(20000, "--max-chars", help="Most characters per document (else 413)."),
     max_batch_pairs: int = typer.Option(
-        512, "--max-batch-pairs", help="Most pairs scored in one micro-batch."
+        64, "--max-batch-pairs", help="Most pairs per micro-batch (more adds latency, not CPU throughput)."
     ),
     max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="How long a micro-batch waits for company."),
     backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),

@@ -121,7 +121,7 @@ def create_app(
     max_documents: int = 1000,
     max_chars: int = 20_000,
     max_query_chars: int = 2_000,
-    max_batch_pairs: int = 512,
+    max_batch_pairs: int = 64,
     max_wait_ms: float = 2.0,
 ) -> FastAPI:
     """The FastAPI app serving `reranker`. `api_key` (or $RANKDISTILL_API_KEY) makes `X-API-Key: KEY`

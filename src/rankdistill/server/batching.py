@@ -5,6 +5,8 @@ once only contend). While it computes a batch, new requests queue up; when it is
 everything waiting (up to `max_batch_pairs` pairs, waiting at most `max_wait_ms` for company when
 the queue is short) and scores it as one list of pairs, sorted by length and padded per batch by the
 `Reranker`. Each request gets back only its own scores; an error fails only the requests of that batch.
+On CPU a few model batches' worth of pairs (the default 64) already keeps the cores busy: a larger cap
+only makes every request in the batch wait for the slowest.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class BatchStats:
 class MicroBatcher:
     """Collects scoring jobs from many coroutines and runs them through `reranker.score` together."""
 
-    def __init__(self, reranker: Any, max_batch_pairs: int = 512, max_wait_ms: float = 2.0):
+    def __init__(self, reranker: Any, max_batch_pairs: int = 64, max_wait_ms: float = 2.0):
         self.reranker = reranker
         self.max_batch_pairs = max(1, int(max_batch_pairs))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
