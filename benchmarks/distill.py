@@ -187,6 +187,8 @@ def main() -> None:
         )
         write_pairs_jsonl(rows2_path, rows)
     rows1, rows2 = read_pairs_jsonl(rows1_path), read_pairs_jsonl(rows2_path)
+    # the rows are shuffled when written: a cap keeps a random subset, the same for every student
+    rows1, rows2 = rows1[: p1.get("train_rows")], rows2[: p2.get("train_rows")]
     result["training_rows"] = {"phase1": len(rows1), "phase2": len(rows2)}
 
     # dev: judged training queries left out of phase 1 (nDCG@10 during training)
