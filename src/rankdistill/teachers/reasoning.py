@@ -181,7 +181,8 @@ class ReasoningTeacher:
         max_retries: int = 2,
         max_passage_words: int | None = 150,
         constrained: bool | None = None,
-        max_tokens: int = 160,
+        max_tokens: int = 160,  # per explicit answer, and per pair of a comparison answer
+        retry_temperature: float = 0.7,
         seed: int = 0,
     ):
         if max_retries < 0:
@@ -191,6 +192,7 @@ class ReasoningTeacher:
         self.max_passage_words = max_passage_words
         self.constrained = supports_json_schema(llm) if constrained is None else constrained
         self.max_tokens = max_tokens
+        self.retry_temperature = retry_temperature
         self.seed = seed
         self.explicit_prompt = get_prompt("reasoning-explicit")
         self.comparison_prompt = get_prompt("reasoning-comparison")
@@ -201,7 +203,8 @@ class ReasoningTeacher:
             "teacher": self.name,
             "llm": self.llm.identity(),
             "settings": {"max_retries": self.max_retries, "max_passage_words": self.max_passage_words,
-                         "constrained": self.constrained, "max_tokens": self.max_tokens, "seed": self.seed},
+                         "constrained": self.constrained, "max_tokens": self.max_tokens, "seed": self.seed,
+                         "retry_temperature": self.retry_temperature},
             "retry_prompt": self.retry_prompt.identity(),
         }  # fmt: skip
 
@@ -218,12 +221,15 @@ class ReasoningTeacher:
             for q, d in items
         ]
         schema = explicit_schema()
-        return self._solve("explicit", prompts, ExplicitReasoning, [None] * len(items), [schema] * len(items))
+        n = len(items)
+        return self._solve(
+            "explicit", prompts, ExplicitReasoning, [None] * n, [schema] * n, [self.max_tokens] * n
+        )
 
     def compare(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[ReasoningResult]:
         """Comparison reasoning for (query, passage texts best first): shown as [1]..[k] in that order,
         one reason per adjacent pair ([1] above [2], [2] above [3], ...)."""
-        prompts, contexts, schemas = [], [], []
+        prompts, contexts, schemas, budgets = [], [], [], []
         for query, texts in items:
             pairs = [(i, i + 1) for i in range(1, len(texts))]
             shown = [truncate_words(t, self.max_passage_words) for t in texts]
@@ -238,7 +244,8 @@ class ReasoningTeacher:
             )
             contexts.append({"pairs": pairs})
             schemas.append(comparison_schema(pairs))
-        return self._solve("comparison", prompts, ComparisonReasoning, contexts, schemas)
+            budgets.append(self.max_tokens * max(1, len(pairs)))  # max_tokens per reason
+        return self._solve("comparison", prompts, ComparisonReasoning, contexts, schemas, budgets)
 
     # -- ask, check, retry ------------------------------------------------------------------------------
     def _solve(
@@ -248,6 +255,7 @@ class ReasoningTeacher:
         model: type[BaseModel],
         contexts: list[dict | None],
         schemas: list[dict],
+        budgets: list[int],
     ) -> list[ReasoningResult]:
         results = [ReasoningResult(kind, None) for _ in prompts]
         pending = list(range(len(prompts)))
@@ -262,16 +270,17 @@ class ReasoningTeacher:
                     last = results[i].attempts[-1]
                     asked.append(self.retry_prompt.render(prompt=prompts[i], answer=last.raw.strip() or "(empty)",
                                                           error=last.error or "invalid"))  # fmt: skip
-            # one backend call per distinct schema (windows of one size share theirs)
-            groups: dict[str, list[int]] = {}
+            # one backend call per distinct schema and budget (windows of one size share theirs)
+            groups: dict[tuple[str, int], list[int]] = {}
             for j, i in enumerate(pending):
-                groups.setdefault(json.dumps(schemas[i], sort_keys=True), []).append(j)
+                groups.setdefault((json.dumps(schemas[i], sort_keys=True), budgets[i]), []).append(j)
             still = []
-            for schema_key, js in groups.items():
+            for (schema_key, budget), js in groups.items():
                 gens = self.llm.generate(
                     [asked[j] for j in js],
-                    max_tokens=self.max_tokens,
-                    temperature=0.0,
+                    max_tokens=budget,
+                    # greedy first; a retry samples, since greedy decoding tends to repeat the same mistake
+                    temperature=0.0 if attempt == 0 else self.retry_temperature,
                     seed=self.seed + attempt,
                     json_schema=json.loads(schema_key) if self.constrained else None,
                 )
@@ -280,9 +289,7 @@ class ReasoningTeacher:
                     parsed = parse_structured(gen.text, model, context=contexts[i])
                     error = parsed.error
                     if not parsed.ok and gen.finish_reason == "length":
-                        error = (
-                            f"{error} (the answer was cut off at {self.max_tokens} tokens: write it shorter)"
-                        )
+                        error = f"{error} (the answer was cut off at {budget} tokens: write it shorter)"
                     results[i].attempts.append(
                         Attempt(
                             gen.text,

@@ -11,13 +11,15 @@ from rankdistill.teachers.prompts import PromptTemplate, register
 EXPLICIT = register(
     PromptTemplate(
         name="reasoning-explicit",
-        version="1",
+        # 2: describe the JSON keys instead of showing a placeholder answer (a small model copied "...")
+        version="2",
         template=(
             "Search query: {query}\n\n"
             "Document: {document}\n\n"
             "Explain in one to three sentences how the document does or does not address the search query, "
             "then judge its relevance: 0 means not relevant, 1 partly relevant, 2 highly relevant. "
-            'Answer with a JSON object {{"reasoning": "...", "relevance": 0}} and nothing else.\n\n'
+            'Answer with a JSON object with two keys: "reasoning", your explanation, and "relevance", the '
+            "grade as a number.\n\n"
             "Answer:"
         ),
     )
@@ -26,15 +28,17 @@ EXPLICIT = register(
 COMPARISON = register(
     PromptTemplate(
         name="reasoning-comparison",
-        version="1",
+        # 2: describe the JSON keys instead of showing a placeholder answer
+        version="2",
         template=(
             "Search query: {query}\n\n"
             "The {num} passages below are ranked from most to least relevant to the search query:\n\n"
             "{passages}\n\n"
             "For each passage except the last, explain in one sentence why it is ranked above the passage "
             "that follows it. The pairs, in order, are: {pairs}. "
-            'Answer with a JSON object {{"comparisons": [{{"higher": 3, "lower": 1, "reason": "..."}}, ...]}} '
-            "with exactly {num_pairs} items, one per pair in that order, and nothing else.\n\n"
+            'Answer with a JSON object whose "comparisons" lists exactly {num_pairs} objects, one per pair in that '
+            'order, each with the keys "higher" and "lower" (the two identifiers, as numbers) and "reason" (your '
+            "sentence in your own words).\n\n"
             "Answer:"
         ),
     )
