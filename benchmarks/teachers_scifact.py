@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--llm-queries", type=int, default=10, help="test queries the LLM teachers label")
     ap.add_argument("--llm-teachers", default="qlm,truefalse,yesno")
     ap.add_argument("--skip-encoders", action="store_true", help="only the LLM teachers (and BM25)")
+    ap.add_argument("--merge", help="results JSON of a --skip-encoders run whose sample rows to merge in")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--store", default="/tmp/rankdistill-bench/teachers_scifact.sqlite")
@@ -144,6 +145,15 @@ def main() -> None:
             results["sample"][f"bm25+{name}"] = {"nDCG@10": ndcg(reranked, sub_qrels), "queries": len(sample)}
             save()
         llm.close()
+    if args.merge:
+        other = json.loads(Path(args.merge).read_text())
+        for name, row in other.get("sample", {}).items():
+            results["sample"].setdefault(name, row)
+        for key in ("llm_identity",):
+            if key in other.get("settings", {}):
+                results["settings"][key] = other["settings"][key]
+        results["merged_from"] = other.get("command")
+        save()
     store.close()
     print(json.dumps(results, indent=2))
 

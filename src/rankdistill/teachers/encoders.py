@@ -172,6 +172,8 @@ class BiEncoderTeacher(PointwiseTeacher):
     in memory only). Embeddings are computed in `dtype` and stored as float32."""
 
     name = "bi-encoder"
+    #: document embeddings kept in memory at most (about 150 MB at 384 dimensions)
+    memory_limit = 100_000
 
     def __init__(self, model: str | Path = "minilm", *, batch_size: int = 64, device: str | None = None,
                  dtype: str | None = "auto", max_seq_length: int | None = None,
@@ -238,6 +240,8 @@ class BiEncoderTeacher(PointwiseTeacher):
             if self.cache is not None:
                 self.cache.put_many(self._model_id, new)
             found.update(new)
+        if len(self._memory) > self.memory_limit:  # keep RAM bounded on big corpora; disk still has them
+            self._memory.clear()
         self._memory.update(found)
         return found
 
