@@ -49,16 +49,15 @@ def speed(pairs, threads: int, batch_size: int, chunk: int, decoder_student, enc
     from rankdistill.students.encoder import student_scores
 
     torch.set_num_threads(threads)
-    bf16 = decoder_student["bf16"]
-    fp32 = decoder_student["fp32"]
     scorers = {
         "minilm-l6-encoder-fp32": lambda ps: student_scores(encoder, ps, batch_size=batch_size),
         "minilm-l6-encoder-bf16-autocast": lambda ps: _autocast(
             student_scores, encoder, ps, batch_size=batch_size
         ),
-        "decoder-gemma270m-bf16": lambda ps: bf16.score(ps, batch_size=batch_size),
-        "decoder-gemma270m-fp32-autocast": lambda ps: fp32.score(ps, batch_size=batch_size),
     }
+    for dtype, dec in decoder_student.items():
+        name = "decoder-gemma270m-" + ("bf16" if dtype == "bf16" else "fp32-autocast")
+        scorers[name] = lambda ps, dec=dec: dec.score(ps, batch_size=batch_size)
     for fn in scorers.values():  # warm-up: first calls pay for kernel selection
         fn(pairs[:batch_size])
     seconds = dict.fromkeys(scorers, 0.0)
@@ -110,6 +109,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--speed-fp32", action="store_true", help="also time fp32 weights under bf16 autocast")
     ap.add_argument("--reasoning-store", default=None, help="a LabelStore with explicit reasoning labels")
     ap.add_argument(
         "--reasoning-llm",
@@ -143,6 +143,13 @@ def main() -> None:
         "settings": vars(args),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
     }
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def dump(stage: str) -> None:  # after each stage, so a run cut short keeps what it finished
+        result["completed_stage"] = stage
+        out_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
     ds = load_dataset(args.dataset, data_dir=DATA_DIR)
     corpus = ds.corpus
     bm25 = BM25Retriever.from_corpus(corpus)
@@ -165,10 +172,8 @@ def main() -> None:
         (test_q[q], corpus[d].full_text) for q in test_run.query_ids for d, _ in test_run.ranked(q, 8)
     ]
     speed_pairs = speed_pairs[: args.speed_pairs]
-    students = {
-        "bf16": DecoderStudent.load(work / "untrained", dtype="bf16"),
-        "fp32": DecoderStudent.load(work / "untrained", dtype="fp32"),
-    }
+    dtypes = ["bf16"] + (["fp32"] if args.speed_fp32 else [])
+    students = {d: DecoderStudent.load(work / "untrained", dtype=d) for d in dtypes}
     result["speed"] = speed(
         speed_pairs, args.threads, args.batch_size, args.batch_size * 2, students, encoder
     )
@@ -181,6 +186,7 @@ def main() -> None:
     }
     del students
     print(json.dumps(result["speed"], indent=1), flush=True)
+    dump("speed")
 
     # ---- 2. nDCG@10 on the same candidates
     def ndcg(run) -> float:
@@ -195,6 +201,9 @@ def main() -> None:
         lambda ps: untrained.score(ps, batch_size=args.batch_size), test_q, corpus, test_run, args.depth
     )
     eval_res["decoder untrained (random head)"] = ndcg(run_u)
+    result["ndcg@10"] = eval_res
+    result["rerank_pairs_per_s_untrained"] = round(pps_u, 2)
+    dump("untrained evaluation")
     print(json.dumps(eval_res, indent=1), flush=True)
 
     if not args.skip_training:
@@ -281,6 +290,8 @@ def main() -> None:
             ],
         }
         result["rerank_pairs_per_s_trained"] = round(pps_t, 2)
+        dump("trained evaluation")
+        t0 = time.perf_counter()
         example_q = test_run.query_ids[0]
         top_doc = max(run_t.scores[example_q], key=run_t.scores[example_q].get)
         result["explain_example"] = {
@@ -290,10 +301,8 @@ def main() -> None:
                 0
             ],
         }
-    result["ndcg@10"] = eval_res
-    result["rerank_pairs_per_s_untrained"] = round(pps_u, 2)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        result["explain_example"]["seconds"] = round(time.perf_counter() - t0, 1)
+    dump("done")
     print(json.dumps(result, indent=1))
 
 
