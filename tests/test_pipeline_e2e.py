@@ -25,7 +25,7 @@ TINY = {
         "training": {"batch_size": 8, "epochs": 1, "logging_steps": 1},
         "max_rows": 16,
     },
-    "evaluate": {"throughput_pairs": 20, "batch_size": 16},
+    "evaluate": {"throughput_pairs": 20, "batch_size": 16, "depth": 5},
 }
 
 
@@ -99,6 +99,11 @@ def test_run_resume_and_report(tmp_path: Path, data_dir: Path, minilm_dir: Path,
         assert s["pairs_per_second"] > 0
     # same candidates: every system has BM25's recall
     assert roles["student"]["metrics"]["R@100"] == roles["baseline"]["metrics"]["R@100"]
+    # the student reranked BM25's top 5; the other 5 follow in BM25 order
+    student_run = (run_dir / "evaluate" / "runs" / "student.trec").read_text().splitlines()
+    first_q = student_run[0].split()[0]
+    assert sum(line.split()[0] == first_q for line in student_run) == 10
+    assert metrics["candidates"] == "BM25 top-10, top 5 reranked"
     assert roles["baseline"]["metrics"]["nDCG@10"] > 0.3  # real BM25 on real scifact queries
     assert 1_000_000 < roles["student"]["parameters"] < roles["teacher"]["parameters"]
     for name in ("report.md", "report.html", "figures/metrics.png", "figures/per_query_difference.png"):

@@ -170,6 +170,9 @@ class EvaluateSection(_Strict):
     """BM25, teacher and student on the SAME candidates: BM25's top `bm25.k` of the eval queries."""
 
     measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100"], min_length=1)
+    # teacher and student rerank the top `depth` of BM25's top bm25.k; the rest keep BM25's order below
+    # them, so R@100 stays comparable (None: rerank all bm25.k)
+    depth: int | None = Field(default=None, ge=1)
     teacher: bool = True
     throughput_pairs: int = Field(default=512, ge=1)
     batch_size: int = Field(default=64, ge=1)

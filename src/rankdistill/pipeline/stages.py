@@ -419,6 +419,20 @@ def _timed_bm25(bm25, queries: Queries, run: Run) -> float:
     return pairs / max(time.perf_counter() - t0, 1e-9)
 
 
+def _with_tail(reranked: Run, first_stage: Run) -> Run:
+    """The reranked documents of each query, then the first stage's documents it did not rerank, in
+    first-stage order below them (a reranker of the top 30 of a top-100 keeps the other 70)."""
+    out = Run({}, name=reranked.name)
+    for qid in first_stage.query_ids:
+        scores = dict(reranked.scores.get(qid, {}))
+        floor = min(scores.values(), default=0.0)
+        tail = [d for d, _ in first_stage.ranked(qid) if d not in scores]
+        for i, d in enumerate(tail, 1):
+            scores[d] = floor - i
+        out.scores[qid] = scores
+    return out
+
+
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     """BM25, the teacher and the student on the same candidates; metrics.json for the report."""
     from rankdistill.data import read_run, write_run
@@ -435,11 +449,13 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     qrels = ds.qrels(cfg.dataset.eval_split)
     qrels = Qrels({q: j for q, j in qrels.items() if q in queries}, name=qrels.name)
     candidates_run = read_run(ctx.stage_dir("bm25") / "eval_candidates.trec", name="bm25")
-    candidates = run_candidates(queries, ds.corpus, candidates_run, depth=None)
+    candidates = run_candidates(queries, ds.corpus, candidates_run, depth=ev.depth)
     (ctx.out / "runs").mkdir(exist_ok=True)
     systems = []
 
     def add(name: str, role: str, run: Run, pps: float | None, params: int | None, description: str) -> None:
+        if role != "baseline":
+            run = _with_tail(run, candidates_run)
         res = evaluate(run, qrels, ev.measures, per_query=True)
         write_run(run, ctx.out / "runs" / f"{role}.trec", tag=role)
         systems.append({"name": name, "role": role, "metrics": {m: res[m] for m in ev.measures},
@@ -494,8 +510,11 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         count_parameters(student_dir), f"backend {info.get('backend')}, dtype {info.get('dtype')}, "
         f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}")  # fmt: skip
 
+    where = f"BM25 top-{cfg.bm25.k}" + (
+        f", top {ev.depth} reranked" if ev.depth and ev.depth < cfg.bm25.k else ""
+    )
     results = {"dataset": ds.name, "split": cfg.dataset.eval_split, "queries": len(queries),
-               "candidates": f"BM25 top-{cfg.bm25.k}", "measures": ev.measures, "systems": systems}  # fmt: skip
+               "candidates": where, "measures": ev.measures, "systems": systems}  # fmt: skip
     from rankdistill.report import parse_results
 
     parse_results(results)  # the report stage must be able to read it
