@@ -71,7 +71,7 @@ def llama_server(gemma_gguf, tmp_path_factory):
 def http_llm(llama_server):
     from rankdistill.llm import load_llm
 
-    llm = load_llm(f"openai:{llama_server}", concurrency=2, timeout=300, json_mode="grammar")
+    llm = load_llm(f"openai:{llama_server}", concurrency=2, timeout=300, json_mode="grammar", top_logprobs=50)
     yield llm
     llm.close()
 

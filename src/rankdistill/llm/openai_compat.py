@@ -122,7 +122,8 @@ class OpenAICompatLLM(LLM):
         )
         self._model = model or _env("RANKDISTILL_LLM_MODEL")
         self._model_lock = threading.Lock()
-        self._echo_ok: bool | None = None
+        #: candidates of `next_token_logits` that were outside the top tokens and scored by echo instead
+        self.echo_fallbacks = 0
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -350,6 +351,8 @@ class OpenAICompatLLM(LLM):
                 if c in top:
                     row.append(top[c])
                 elif self.endpoint == "completions":
+                    with self._model_lock:
+                        self.echo_fallbacks += 1
                     first = self._echo(prompt, c).token_logprobs
                     row.append(first[0] if first else math.nan)
                 elif self.missing_candidate == "floor":
