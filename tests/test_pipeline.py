@@ -232,3 +232,35 @@ def test_load_config_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("dataset: {name: scifact}\nlabels: {depth: 5}\n")
     assert load_config(good, ["labels.depth=7"]).labels.depth == 7
+
+
+# -- stage helpers ------------------------------------------------------------------------------------
+
+
+def test_rerank_tail_keeps_first_stage_order_below() -> None:
+    from rankdistill.data.types import Run
+    from rankdistill.pipeline.stages import _with_tail
+
+    first = Run({"q": {"a": 9.0, "b": 8.0, "c": 7.0, "d": 6.0}})
+    reranked = Run({"q": {"a": 0.1, "b": 0.9}})  # reranker saw the top 2 only
+    out = _with_tail(reranked, first)
+    assert [d for d, _ in out.ranked("q")] == ["b", "a", "c", "d"]
+
+
+def test_row_sampling_keeps_teacher_top_and_random_rest() -> None:
+    from rankdistill.pipeline.stages import _sample_rows
+    from rankdistill.teachers import Candidate, PointwiseLabel
+
+    cands = [Candidate(q, q, f"d{i}", "text") for q in ("q1", "q2") for i in range(10)]
+    labels = [PointwiseLabel(float(i % 10)) for i in range(20)]
+    keep = _sample_rows(cands, labels, per_query=5, top=2, seed=0)
+    assert len(keep) == 10
+    assert {9, 8, 19, 18} <= keep  # each query's two best by the teacher
+    assert keep == _sample_rows(cands, labels, per_query=5, top=2, seed=0)
+    assert _sample_rows(cands, labels, per_query=None, top=2, seed=0) is None
+
+
+def test_count_parameters_from_safetensors_header(minilm_dir: Path) -> None:
+    from rankdistill.pipeline.stages import count_parameters
+
+    assert 22_000_000 < count_parameters(minilm_dir) < 23_000_000  # all-MiniLM-L6-v2: 22.7M
