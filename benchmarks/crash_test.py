@@ -88,22 +88,27 @@ def crash_test(args) -> dict:
 
     ref_seconds, ref_summary = run_to_end(label_command(ref_store, args), ref_env)
     total = ref_summary["store"]["labels"]
+    pairs = ref_summary[
+        "pairs"
+    ]  # labels computed pair by pair (an ensemble adds its fused labels at the end)
     kills = []
     cmd = label_command(crash_store, args)
     for i in range(args.kills):
         before = count_labels(crash_store)
+        if before >= pairs:  # nothing left to interrupt but the last transaction
+            break
         proc = subprocess.Popen(cmd, env=crash_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.perf_counter()
         if i % 2 == 0:
             # at a random moment of a run as long as the reference (startup and model load included)
             mode, target = "random time", None
-            deadline = t0 + rng.uniform(0.2, ref_seconds)
+            deadline = t0 + rng.uniform(0.2, ref_seconds * (1 - before / pairs) + 0.2 * ref_seconds)
             while time.perf_counter() < deadline and proc.poll() is None:
                 time.sleep(0.01)
         else:
             # just after a random number of new labels is committed, plus a random delay: mid-batch
             mode = "after commit"
-            target = min(total - 1, before + rng.randint(1, max(1, (total - before) // 2)))
+            target = min(pairs - 1, before + rng.randint(1, max(1, (pairs - before) // 2)))
             while count_labels(crash_store) < target and proc.poll() is None:
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 0.5))
