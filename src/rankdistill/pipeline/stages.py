@@ -570,7 +570,7 @@ def build_stages() -> list[Stage]:
         Stage("bm25", run_bm25, lambda c: {"bm25": _dump(c.bm25), "depth": c.labels.depth}, after=("data",),
               external=_dataset_fingerprint, description="BM25 candidates"),
         Stage("queries", run_queries, lambda c: {"queries": _dump(c.queries), "bm25": _dump(c.bm25), "seed": c.seed},
-              after=("data",), external=_dataset_fingerprint, description="synthetic queries (InPars)"),
+              external=_dataset_fingerprint, description="synthetic queries (InPars)"),  # reads only the corpus
         # the backend (local or Ray) and its sizing do not change a label, so they are not settings here
         Stage("labels", run_labels,
               lambda c: {"teacher": c.labels.teacher, "depth": c.labels.depth, "target": c.labels.target,
