@@ -3,7 +3,7 @@ window versus RRADistill's one-pass pipeline.
 
     RANKDISTILL_THREADS=1 nice -n 10 .venv/bin/python benchmarks/listwise.py \
         --llm llamacpp:gemma3-270m --noveleval-queries 14 --dl-queries 10 --cost-queries 1 --text-queries 3 \
-        --reasoning-queries 2
+        --reasoning-queries 1
 
 Parts (each reuses labels already in --store, so a killed run resumes where it stopped):
 1. noveleval-2306: the 20 candidates of runs/initial_order_top20.trec ranked in one list (one-pass with
