@@ -30,6 +30,7 @@ def gemma(gemma_gguf):
     llm.close()
 
 
+@pytest.mark.slow  # loads Gemma in transformers (the first run converts the GGUF, minutes)
 def test_gguf_loads_in_bf16_with_identity(gemma, gemma_gguf):
     from rankdistill.utils import cpu_supports_bf16
 
@@ -41,6 +42,7 @@ def test_gguf_loads_in_bf16_with_identity(gemma, gemma_gguf):
     assert gemma.n_ctx == 32768  # Gemma 3 270M's position limit, what teachers budget prompts against
 
 
+@pytest.mark.slow  # loads Gemma in transformers (the first run converts the GGUF, minutes)
 def test_batched_scores_match_one_at_a_time(gemma):
     batched = gemma.score_continuations(PAIRS)  # one padded batch, sorted by length
     single = [gemma.score_continuations([p])[0] for p in PAIRS]
@@ -50,6 +52,7 @@ def test_batched_scores_match_one_at_a_time(gemma):
     assert batched[0].logprob > batched[2].logprob  # on-topic question is likelier
 
 
+@pytest.mark.slow  # loads Gemma in transformers (the first run converts the GGUF, minutes)
 def test_next_token_logits_match_scores(gemma):
     prompt = f"Query: what makes ATP Document: {DOC} Relevant:"
     rows = gemma.next_token_logits([prompt, "Paris is in"], [" true", " false"])
@@ -57,6 +60,7 @@ def test_next_token_logits_match_scores(gemma):
     assert rows[0][0] - rows[0][1] == pytest.approx(t.logprob - f.logprob, abs=0.1)
 
 
+@pytest.mark.slow  # loads Gemma in transformers (the first run converts the GGUF, minutes)
 def test_generation_greedy_batched_left_padded_and_stop(gemma):
     prompts = ["Three colours: red, green,", f"{DOC} In one word, the topic is"]
     batched = gemma.generate(prompts, max_tokens=6, stop=["."])  # the short prompt is left-padded
