@@ -32,6 +32,11 @@ def run_cmd(
     check: bool = typer.Option(
         False, "--check", help="Validate the config, show which stages would run, and exit."
     ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Folder of datasets by name (sets dataset.data_dir; $RANKDISTILL_DATA_DIR also works).",
+    ),
 ) -> None:
     """Run data → BM25 → synthetic queries → teacher labels → training → evaluation → report.
 
@@ -41,7 +46,7 @@ def run_cmd(
     from rankdistill.pipeline.runner import StageError
     from rankdistill.pipeline.stages import build_pipeline, run_pipeline
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_config(config, [*(overrides or []), *([f"dataset.data_dir={data_dir}"] if data_dir else [])])
     if check:
         pipeline = build_pipeline(cfg, run_dir)
         table = Table("stage", "state", title=f"{config}: valid; run folder {pipeline.run_dir}")
