@@ -92,6 +92,17 @@ def test_comparison_reasons_follow_the_permutation():
     assert len(fixed.value["comparisons"]) == 3
 
 
+def test_looping_text_is_rejected():
+    from rankdistill.teachers.parsing import parse_structured
+    from rankdistill.teachers.reasoning import ExplicitReasoning
+
+    loop = "The document is not relevant to the query. " * 3
+    p = parse_structured(json.dumps({"reasoning": loop, "relevance": 0}), ExplicitReasoning)
+    assert not p.ok and "repeats" in p.error
+    once = "The document is not relevant to the query. It is about cooking."
+    assert parse_structured(json.dumps({"reasoning": once, "relevance": 0}), ExplicitReasoning).ok
+
+
 def test_no_retries_means_one_attempt():
     (r,) = ReasoningTeacher(TutoredLLM(), max_retries=0).explain([("q", "sloppy")])
     assert not r.ok and len(r.attempts) == 1

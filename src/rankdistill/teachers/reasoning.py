@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ def _real_text(value: str) -> str:
     value = " ".join(value.split())
     if len(_WORD.findall(value)) < 3:
         raise ValueError("write at least a short sentence (three words or more), not a placeholder")
+    # small models loop; a reason that says one sentence three times is no training target
+    sentences = Counter(s.strip().lower() for s in re.split(r"[.!?;]+", value) if len(s.split()) >= 3)
+    if sentences and max(sentences.values()) >= 3:
+        raise ValueError("the text repeats the same sentence; say it once")
     return value
 
 
