@@ -143,3 +143,91 @@ def test_explain_terms_edge_cases():
     e = explain_terms("running shoes", "She runs in a shoe shop. Running!")
     assert {m.term: m.match for m in e.matched} == {"running": "exact", "shoes": "stem"}
     assert e.coverage == 1.0 and "running" in str(e)
+
+
+# ------------------------------------------------------------- bf16 + fp32 rescoring (exact top-k)
+VARIED = [
+    "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid).",
+    "Vitamin C deficiency leads to scurvy, with bleeding gums and poor wound healing.",
+    "Sailors on long voyages suffered scurvy until citrus rations were introduced.",
+    "Ascorbic acid is an antioxidant found in oranges, lemons and peppers.",
+    "Rickets is caused by a deficiency of vitamin D in children.",
+    "Iron deficiency causes anaemia; fatigue is a common symptom.",
+    "The tides are caused by the gravitational pull of the moon.",
+    "Python is a programming language with dynamic typing.",
+    "Vitamins are micronutrients an organism needs in small quantities.",
+    "James Lind's 1747 trial showed lemons cure scurvy.",
+    "Collagen synthesis requires vitamin C as a cofactor for hydroxylation.",
+    "The stock market fell sharply on Tuesday.",
+    "Beriberi results from thiamine (vitamin B1) deficiency.",
+    "Pellagra is caused by a lack of niacin.",
+    "Citrus fruits prevent scurvy by supplying ascorbic acid.",
+    "Guinea pigs, like humans, cannot synthesise vitamin C.",
+    "A balanced diet supplies most vitamins.",
+    "Mount Everest is the highest mountain above sea level.",
+]
+
+
+def assert_exact_top_k(hybrid, fp32, query, docs, k):
+    got = hybrid.rerank(query, docs, top_k=k)
+    want = fp32.rerank(query, docs, top_k=k)
+    assert [r.index for r in got] == [r.index for r in want]
+    np.testing.assert_allclose([r.score for r in got], [r.score for r in want], atol=1e-5)
+
+
+def test_auto_bf16_rescores_top_k_in_fp32(cross_encoder_dir, fp32_reranker):
+    from rankdistill.utils import pick_dtype
+
+    if pick_dtype("cpu", "auto") == torch.float32:
+        pytest.skip("this CPU has no native bf16: auto picks fp32 and there is nothing to rescore")
+    hybrid = Reranker.load(cross_encoder_dir, batch_size=8)
+    assert hybrid.info()["dtype"] == "bfloat16" and hybrid.info()["rescore"]["dtype"] == "float32"
+    assert Reranker.load(cross_encoder_dir, rescore=False).info()["rescore"] is None
+    assert Reranker.load(cross_encoder_dir, dtype="bf16").info()["rescore"] is None  # asked for: pure bf16
+    for k in (3, 10):
+        assert_exact_top_k(hybrid, fp32_reranker, QUERY, VARIED, k)
+    # without top_k every document comes back; the first rescore_top_k are exact and in fp32 order
+    full = hybrid.rerank(QUERY, VARIED)
+    assert len(full) == len(VARIED) and [r.rank for r in full] == list(range(1, len(VARIED) + 1))
+    want = fp32_reranker.rerank(QUERY, VARIED, top_k=10)
+    assert [r.index for r in full[:10]] == [r.index for r in want]
+    # rerank_many: each request gets its own exact top-k
+    many = hybrid.rerank_many([(QUERY, VARIED), ("moon tides", VARIED[:7])], top_k=3)
+    assert [r.index for r in many[1]] == [
+        r.index for r in fp32_reranker.rerank("moon tides", VARIED[:7], top_k=3)
+    ]
+    # score() stays pure bf16 (close to fp32, not equal); exact=True is fp32
+    pairs = [(QUERY, d) for d in VARIED]
+    bf16, fp32 = np.asarray(hybrid.score(pairs)), np.asarray(fp32_reranker.score(pairs))
+    assert 0 < np.abs(bf16 - fp32).max() < 0.05
+    np.testing.assert_allclose(hybrid.score(pairs, exact=True), fp32, atol=1e-5)
+    stats = hybrid.rescore_stats
+    assert 0 < stats["rescored"] <= stats["pairs"]
+
+
+def test_rescore_widens_a_too_small_margin(cross_encoder_dir, fp32_reranker):
+    hybrid = Reranker.load(cross_encoder_dir, dtype="bf16", rescore=True, rescore_margin=0.0)
+    if hybrid.rescore_backend is None:
+        pytest.skip("bf16 is not available here")
+    got = hybrid.rerank(QUERY, VARIED, top_k=5)
+    # margin 0 rescored only the bf16 top-5; their observed bf16 error then widened the margin
+    assert hybrid.rescore_stats["widened"] >= 1 and hybrid.rescore_stats["rescored"] > 5
+    assert len(got) == 5 and got[0].index == fp32_reranker.rerank(QUERY, VARIED, top_k=1)[0].index
+
+
+def test_rescored_top10_equals_fp32_on_scifact(cross_encoder_dir, data_dir):
+    from rankdistill.data.datasets import load_dataset
+    from rankdistill.utils import pick_dtype
+
+    if pick_dtype("cpu", "auto") == torch.float32:
+        pytest.skip("this CPU has no native bf16")
+    ds = load_dataset("scifact", data_dir=data_dir)
+    qrels = ds.qrels("test")
+    qid = sorted(q for q in qrels.query_ids if q in ds.queries)[0]
+    doc_ids = sorted(qrels.relevant(qid)) + sorted(ds.corpus)[:30]  # its relevant docs + 30 others
+    docs = [ds.corpus[d] for d in dict.fromkeys(doc_ids)]
+    hybrid = Reranker.load(cross_encoder_dir, max_length=128, batch_size=16)
+    fp32 = Reranker.load(cross_encoder_dir, dtype="fp32", max_length=128, batch_size=16)
+    got, want = hybrid.rerank(ds.queries[qid], docs, top_k=10), fp32.rerank(ds.queries[qid], docs, top_k=10)
+    assert [r.id for r in got] == [r.id for r in want]
+    np.testing.assert_allclose([r.score for r in got], [r.score for r in want], atol=1e-5)
