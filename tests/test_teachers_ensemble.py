@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rankdistill.data.types import Corpus, Document, Queries, Run
@@ -137,13 +139,22 @@ def test_label_run_caches_members_and_fused(tmp_path):
         assert store.counts()[("pointwise", "first-stage+overlap")] == 12
         assert store.counts()[("pointwise", "overlap")] == 6
         n = store.export_jsonl(tmp_path / "overlap.jsonl", kind="pointwise", teacher="overlap")
-    # the export is what training reads: query, document text, label
-    from rankdistill.training.data import read_pairs_jsonl
-
-    rows = read_pairs_jsonl(tmp_path / "overlap.jsonl")
+    # the export holds what training needs: query, document text, label
+    rows = [json.loads(line) for line in (tmp_path / "overlap.jsonl").read_text().splitlines()]
     assert n == len(rows) == 6
-    assert {(r["query"], r["document"]) for r in rows} == {
+    assert {(r["query"], r["doc"]) for r in rows} == {
         (QUERIES[q], CORPUS[d].full_text) for q in RUN.scores for d in RUN[q]
     }
     fresh = OverlapTeacher()
-    assert [r["label"] for r in rows] == [fresh.score([(r["query"], r["document"])])[0].score for r in rows]
+    assert [r["label"] for r in rows] == [fresh.score([(r["query"], r["doc"])])[0].score for r in rows]
+
+
+@pytest.mark.slow
+def test_export_reads_as_training_rows(tmp_path):
+    from rankdistill.training.data import pairs_from_label_store
+
+    label_run(
+        OverlapTeacher(), QUERIES, CORPUS, RUN, depth=4, store=tmp_path / "l.sqlite", show_progress=False
+    )
+    rows = pairs_from_label_store(tmp_path / "l.sqlite", kind="pointwise", teacher="overlap")
+    assert len(rows) == 6 and {r["document"] for r in rows} <= {d.full_text for d in CORPUS.values()}

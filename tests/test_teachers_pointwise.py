@@ -51,7 +51,7 @@ def test_true_false_logit_pair(llm):
     assert teacher.prompt_identity()["name"] == "monot5"
 
     yes_no = TrueFalseTeacher(llm, prompt="yes-no")
-    assert yes_no.candidates == (" no", " yes")
+    assert yes_no.candidates == (" no", " yes") and yes_no.name == "yesno"
     assert yes_no.prompt_identity() != teacher.prompt_identity()
     assert len(yes_no.score(pairs[:1])[0].logits) == 2
 

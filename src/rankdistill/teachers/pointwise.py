@@ -74,6 +74,8 @@ class TrueFalseTeacher(_LLMTeacher):
         name: str | None = None,
     ):
         super().__init__(llm, prompt, max_doc_words, batch_size, name)
+        if name is None and self.prompt.name.startswith("yes"):
+            self.name = "yesno"  # a distinct name in store counts and exports (keys differ anyway)
         if candidates is None:
             candidates = default_candidates(self.prompt.name, llm)
         if len(candidates) != 2:
