@@ -175,14 +175,17 @@ def assert_exact_top_k(hybrid, fp32, query, docs, k):
     np.testing.assert_allclose([r.score for r in got], [r.score for r in want], atol=1e-5)
 
 
-def test_auto_bf16_rescores_top_k_in_fp32(cross_encoder_dir, fp32_reranker):
+@pytest.fixture(scope="module")
+def hybrid(cross_encoder_dir):
     from rankdistill.utils import pick_dtype
 
     if pick_dtype("cpu", "auto") == torch.float32:
         pytest.skip("this CPU has no native bf16: auto picks fp32 and there is nothing to rescore")
-    hybrid = Reranker.load(cross_encoder_dir, batch_size=8)
+    return Reranker.load(cross_encoder_dir, batch_size=8)
+
+
+def test_auto_bf16_rescores_top_k_in_fp32(hybrid, cross_encoder_dir, fp32_reranker):
     assert hybrid.info()["dtype"] == "bfloat16" and hybrid.info()["rescore"]["dtype"] == "float32"
-    assert Reranker.load(cross_encoder_dir, rescore=False).info()["rescore"] is None
     assert Reranker.load(cross_encoder_dir, dtype="bf16").info()["rescore"] is None  # asked for: pure bf16
     for k in (3, 10):
         assert_exact_top_k(hybrid, fp32_reranker, QUERY, VARIED, k)
@@ -215,19 +218,15 @@ def test_rescore_widens_a_too_small_margin(cross_encoder_dir, fp32_reranker):
     assert len(got) == 5 and got[0].index == fp32_reranker.rerank(QUERY, VARIED, top_k=1)[0].index
 
 
-def test_rescored_top10_equals_fp32_on_scifact(cross_encoder_dir, data_dir):
+def test_rescored_top10_equals_fp32_on_scifact(hybrid, fp32_reranker, data_dir):
     from rankdistill.data.datasets import load_dataset
-    from rankdistill.utils import pick_dtype
 
-    if pick_dtype("cpu", "auto") == torch.float32:
-        pytest.skip("this CPU has no native bf16")
     ds = load_dataset("scifact", data_dir=data_dir)
     qrels = ds.qrels("test")
     qid = sorted(q for q in qrels.query_ids if q in ds.queries)[0]
-    doc_ids = sorted(qrels.relevant(qid)) + sorted(ds.corpus)[:30]  # its relevant docs + 30 others
+    doc_ids = sorted(qrels.relevant(qid)) + sorted(ds.corpus)[:24]  # its relevant docs + 24 others
     docs = [ds.corpus[d] for d in dict.fromkeys(doc_ids)]
-    hybrid = Reranker.load(cross_encoder_dir, max_length=128, batch_size=16)
-    fp32 = Reranker.load(cross_encoder_dir, dtype="fp32", max_length=128, batch_size=16)
-    got, want = hybrid.rerank(ds.queries[qid], docs, top_k=10), fp32.rerank(ds.queries[qid], docs, top_k=10)
+    query = ds.queries[qid]
+    got, want = hybrid.rerank(query, docs, top_k=10), fp32_reranker.rerank(query, docs, top_k=10)
     assert [r.id for r in got] == [r.id for r in want]
     np.testing.assert_allclose([r.score for r in got], [r.score for r in want], atol=1e-5)
