@@ -125,6 +125,7 @@ def main() -> None:
     import torch
 
     from rankdistill.data.datasets import load_dataset
+    from rankdistill.data.types import Qrels
     from rankdistill.evaluation.metrics import evaluate
     from rankdistill.retrieval.bm25 import BM25Retriever
     from rankdistill.students.decoder import DecoderStudent, examples_from_scores, train_decoder
@@ -189,8 +190,11 @@ def main() -> None:
     dump("speed")
 
     # ---- 2. nDCG@10 on the same candidates
+    # judgements of the sampled test queries only: a judged query the run does not answer counts as 0
+    judged = Qrels({q: qrels.judgements[q] for q in test_q if q in qrels.judgements})
+
     def ndcg(run) -> float:
-        return round(evaluate(run, qrels, measures=("nDCG@10",))["nDCG@10"], 4)
+        return round(evaluate(run, judged, measures=("nDCG@10",))["nDCG@10"], 4)
 
     teacher = EnsembleTeacher([FirstStageTeacher("bm25"), BiEncoderTeacher("minilm")], fusion="minmax")
     t_run = rerank_run(teacher, test_q, corpus, test_run, args.depth, show_progress=False)
