@@ -138,6 +138,7 @@ def test_train_command_end_to_end(tmp_path, minilm_dir):
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_reranking_evaluator_on_scifact(data_dir, minilm_dir):
     from rankdistill.data.datasets import load_dataset
     from rankdistill.evaluation.metrics import evaluate
