@@ -97,7 +97,9 @@ def test_server_model_discovery_and_echo_scoring(http_llm, local_llm):
 def test_server_next_token_logits(http_llm, local_llm):
     prompts = ["The capital of France is"]
     cands = [" Paris", " the", " a"]
+    before = http_llm.echo_fallbacks
     (remote,) = http_llm.next_token_logits(prompts, cands)
+    assert http_llm.echo_fallbacks == before  # found among the top tokens (the server strips their spaces)
     (local,) = local_llm.next_token_logits(prompts, cands)
     # the server gives log-probabilities, llama.cpp in-process raw logits: compare differences
     for i in (1, 2):

@@ -346,10 +346,15 @@ class OpenAICompatLLM(LLM):
 
         def one(prompt: str) -> list[float]:
             top = self._top_logprobs(prompt)
+            # some servers (llama-cpp-python) detokenise each top token alone, dropping its leading space:
+            # when no returned token starts with whitespace, match candidates without theirs
+            stripped = not any(k[:1].isspace() for k in top)
             row: list[float] = []
             for c in candidates:
                 if c in top:
                     row.append(top[c])
+                elif stripped and c.lstrip() != c and c.lstrip() in top:
+                    row.append(top[c.lstrip()])
                 elif self.endpoint == "completions":
                     with self._model_lock:
                         self.echo_fallbacks += 1
