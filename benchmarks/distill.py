@@ -8,7 +8,7 @@ For one collection (configs/distill_<name>.yaml):
    labelled by the teacher through the label store (resumable), then sampled into (query, doc, label) rows.
 4. Each student (6 layers with and without the Term Control Layer, 2 layers) trains on phase 1 then
    phase 2 (same rows and seed for all), then reranks the same test candidates.
-Reports nDCG@10 and pairs/s of each on the same candidates, in benchmarks/results/distill_<name>.json.
+Reports nDCG@10 and pairs/s of each on the same candidates, in benchmarks/results/<config name>.json.
 
     nice -n 10 .venv/bin/python benchmarks/distill.py configs/distill_scifact.yaml
 
@@ -104,7 +104,7 @@ def main() -> None:
     name = cfg["dataset"]
     work = REPO / cfg.get("work_dir", f"runs/distill/{name}")
     work.mkdir(parents=True, exist_ok=True)
-    out_path = REPO / "benchmarks" / "results" / f"distill_{name}.json"
+    out_path = REPO / "benchmarks" / "results" / f"{args.config.stem}.json"  # e.g. distill_scifact.json
     k = int(cfg.get("candidates_k", 100))
     train_k = int(cfg.get("train_candidates_k", k))  # candidates the teacher labels per training query
     test_cfg = cfg.get("test", {})
