@@ -347,8 +347,8 @@ class OpenAICompatLLM(LLM):
         def one(prompt: str) -> list[float]:
             top = self._top_logprobs(prompt)
             # some servers (llama-cpp-python) detokenise each top token alone, dropping its leading space:
-            # when no returned token starts with whitespace, match candidates without theirs
-            stripped = not any(k[:1].isspace() for k in top)
+            # when no returned token starts with a space, match candidates without theirs
+            stripped = not any(k.startswith(" ") for k in top)
             row: list[float] = []
             for c in candidates:
                 if c in top:
