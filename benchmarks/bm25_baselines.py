@@ -38,16 +38,32 @@ def main() -> None:
             run = retriever.retrieve(ds.split_queries(split), k=100)
             t2 = time.perf_counter()
             res = evaluate(run, ds.qrels(split))
-            results[name] = {**res, "split": split, "documents": len(ds.corpus), "index_s": round(t1 - t0, 2),
-                             "retrieve_s": round(t2 - t1, 2), "reference_nDCG@10": REFERENCE.get(name)}
+            results[name] = {
+                **res,
+                "split": split,
+                "documents": len(ds.corpus),
+                "index_s": round(t1 - t0, 2),
+                "retrieve_s": round(t2 - t1, 2),
+                "reference_nDCG@10": REFERENCE.get(name),
+            }
             print(name, json.dumps(results[name]), flush=True)
     dl = load_dataset("trec-dl-2019", args.data_dir)
-    results["trec-dl-2019 (runs/bm25_top100.trec)"] = {**evaluate(dl.run("bm25_top100"), dl.qrels("test", on_unknown_doc="ignore")),
-                                                       "reference_nDCG@10": REFERENCE["trec-dl-2019"]}
+    results["trec-dl-2019 (runs/bm25_top100.trec)"] = {
+        **evaluate(dl.run("bm25_top100"), dl.qrels("test", on_unknown_doc="ignore")),
+        "reference_nDCG@10": REFERENCE["trec-dl-2019"],
+    }
     print("trec-dl-2019", json.dumps(results["trec-dl-2019 (runs/bm25_top100.trec)"]))
-    out = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-           "settings": {"k1": 1.5, "b": 0.75, "method": "lucene", "stemmer": "snowball english", "stopwords": "en"},
-           "results": results}
+    out = {
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "settings": {
+            "k1": 1.5,
+            "b": 0.75,
+            "method": "lucene",
+            "stemmer": "snowball english",
+            "stopwords": "en",
+        },
+        "results": results,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print("wrote", args.out)

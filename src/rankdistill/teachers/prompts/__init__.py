@@ -39,7 +39,9 @@ def register(prompt: PromptTemplate) -> PromptTemplate:
     """Add a template to the registry; two different texts under one name and version is a bug."""
     old = _REGISTRY.get(f"{prompt.name}@{prompt.version}")
     if old is not None and old.template != prompt.template:
-        raise ValueError(f"prompt {prompt.name}@{prompt.version} registered twice with different text; bump the version")
+        raise ValueError(
+            f"prompt {prompt.name}@{prompt.version} registered twice with different text; bump the version"
+        )
     _REGISTRY[f"{prompt.name}@{prompt.version}"] = prompt
     return prompt
 
