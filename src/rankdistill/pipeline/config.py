@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankdistill.errors import RankdistillError
+from rankdistill.validation import validate_config
 
 
 class ConfigError(RankdistillError, ValueError):
@@ -219,24 +220,9 @@ class PipelineConfig(_Strict):
         return self.run_dir or Path("runs") / self.name
 
 
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 def parse_config(data: Any, source: str = "config") -> PipelineConfig:
     """Validate a mapping; a ConfigError lists every bad key as `section.key: what was expected`."""
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}"
-        )
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{_loc(err['loc'])}: {msg}")
-        raise ConfigError(f"{source}: invalid pipeline config:\n  " + "\n  ".join(lines)) from None
+    return validate_config(PipelineConfig, data, source, "pipeline config", ConfigError)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankdistill.errors import RankdistillError
+from rankdistill.validation import validate_config
 
 
 class _Strict(BaseModel):
@@ -134,21 +135,9 @@ class TrainConfig(_Strict):
         return TrainingConfig(**{**self.training.model_dump(), **phase.training})
 
 
-def _where(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc) or "(top level)"
-
-
 def parse_config(data: Any, source: str = "config") -> TrainConfig:
     """Validate a config mapping; errors say which key and what was expected."""
-    if not isinstance(data, dict):
-        raise RankdistillError(
-            f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}"
-        )
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise RankdistillError(f"{source}: invalid training config:\n  " + "\n  ".join(lines)) from None
+    return validate_config(TrainConfig, data, source, "training config")
 
 
 def load_config(path: str | Path) -> TrainConfig:
