@@ -116,3 +116,41 @@ def test_registry_and_sentence_transformers_losses(student):
     assert mse([QUERIES, DOCS], torch.tensor([1.0, 2.0, 0.5, -1.0])).item() > 0
     with pytest.raises(KeyError, match="unknown loss 'nope'"):
         get_loss("nope")
+
+
+def test_listnet_on_grouped_rows_matches_formula_and_shares_forward_with_pair_losses(student):
+    # two queries with 3 and 2 documents (groups may differ in size)
+    inputs = [["protein folding", "capital of france"], [DOCS[:3], DOCS[1:3]]]
+    labels = [torch.tensor([1.0, 0.2, 0.0]), torch.tensor([1.0, 0.0])]
+    loss = build_loss(student, [{"name": "listnet", "args": {"temperature": 0.5}}])
+    value = loss(inputs, labels)
+    with torch.no_grad():
+        s = encode_pairs(
+            student, ["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]
+        ).scores
+    expected = []
+    for scores, target in ((s[:3], labels[0]), (s[3:], labels[1])):
+        expected.append(-(torch.softmax(target / 0.5, 0) * torch.log_softmax(scores, 0)).sum())
+    assert value.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
+    # a pair loss beside it reads the same forward pass with the labels flattened in group order
+    combined = build_loss(student, [{"name": "listnet"}, {"name": "soft_bce", "weight": 0.5}])
+    out = combined(inputs, labels)
+    pointwise = SoftBCELoss(student)(
+        [["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]], torch.cat(labels)
+    )
+    assert out["soft_bce"].item() == pytest.approx(0.5 * pointwise.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="grouped rows"):
+        loss([QUERIES, DOCS], torch.tensor([0.9, 0.8, 0.7, 0.05]))
+
+
+def test_group_rows_groups_pairs_by_query():
+    from rankdistill.training.data import group_rows
+
+    rows = [
+        {"query": "a", "document": "d1", "label": 1.0},
+        {"query": "b", "document": "d2", "label": 0.5},
+        {"query": "a", "document": "d3", "label": 0.0},
+    ]
+    groups = {g["query"]: g for g in group_rows(rows, seed=1)}
+    assert groups["a"] == {"query": "a", "document": ["d1", "d3"], "label": [1.0, 0.0]}
+    assert groups["b"]["document"] == ["d2"]

@@ -99,6 +99,29 @@ def test_student_keeps_first_layers_and_saves_plain_hf_folder(tmp_path, minilm_d
     assert not any("term_control" in k for k in load_file(str(folder / "model.safetensors")))
 
 
+def test_student_keeps_chosen_layers_and_reloads_as_plain_hf(tmp_path, minilm_dir):
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    model = load_encoder_student(minilm_dir, layers=[0, 5], max_length=64, seed=1)
+    base = AutoModel.from_pretrained(str(minilm_dir))
+    kept = model.model.bert.encoder.layer
+    assert model.model.config.num_hidden_layers == 2 and len(kept) == 2
+    assert torch.equal(kept[1].output.dense.weight, base.encoder.layer[5].output.dense.weight)
+    folder = save_student(model, tmp_path / "student")
+    assert read_metadata(folder)["num_layers"] == 2
+    hf = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    assert torch.equal(
+        hf.bert.encoder.layer[1].output.dense.weight, base.encoder.layer[5].output.dense.weight
+    )
+    assert student_scores(load_student(folder), PAIRS) == pytest.approx(
+        student_scores(model, PAIRS), abs=1e-4
+    )
+    with pytest.raises(RankdistillError, match="distinct indices"):
+        load_encoder_student(minilm_dir, layers=[0, 6])
+    with pytest.raises(ValueError, match="not both"):
+        load_encoder_student(minilm_dir, num_layers=2, layers=[0, 5])
+
+
 def test_student_errors_name_the_problem(tmp_path, minilm_dir):
     with pytest.raises(RankdistillError, match="between 1 and 6"):
         load_encoder_student(minilm_dir, num_layers=9)

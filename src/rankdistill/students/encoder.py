@@ -36,17 +36,24 @@ def load_encoder_student(
     max_length: int = 256,
     device: str | None = "cpu",
     seed: int | None = None,
+    layers: list[int] | None = None,
 ):
     """A fresh cross-encoder student on top of an encoder (default: all-MiniLM-L6-v2, packaged locally).
 
     `num_layers` keeps only the first N transformer layers of the encoder (a faster, smaller student);
-    the classification head is new (seeded by `seed`). A folder that already holds a trained
+    `layers` keeps the listed ones instead, e.g. `[0, 5]`. Why that matters: in all-MiniLM-L6-v2 (trained
+    with mean pooling) only the last layer makes [CLS] depend on the text (its hidden state varies
+    across documents about 100x more after layer 6 than after layer 2), so a first-two-layers student
+    starts with a constant [CLS] and learns far slower than one that keeps the last layer.
+    The classification head is new (seeded by `seed`). A folder that already holds a trained
     cross-encoder (with a sequence-classification head) is loaded with its head.
     """
     from sentence_transformers import CrossEncoder
     from sentence_transformers.base.modules import Transformer
     from transformers import AutoConfig
 
+    if layers is not None and num_layers is not None:
+        raise ValueError("give num_layers (the first N layers) or layers (which ones), not both")
     if num_labels not in (1, 2):
         raise ValueError(f"num_labels must be 1 (score) or 2 (false/true logits), got {num_labels}")
     if seed is not None:
@@ -55,15 +62,15 @@ def load_encoder_student(
         set_seed(seed)
     path = resolve_model(base) if base is not None else _default_base()
     config = AutoConfig.from_pretrained(path)
-    layers = getattr(config, "num_hidden_layers", None)
+    total = getattr(config, "num_hidden_layers", None)
     config_kwargs: dict[str, Any] = {"num_labels": num_labels}
     if num_layers is not None:
-        if layers is None:
+        if total is None:
             raise RankdistillError(
                 f"{path}: the config has no num_hidden_layers; cannot keep {num_layers} layers"
             )
-        if not 1 <= num_layers <= layers:
-            raise RankdistillError(f"num_layers must be between 1 and {layers} for {path}, got {num_layers}")
+        if not 1 <= num_layers <= total:
+            raise RankdistillError(f"num_layers must be between 1 and {total} for {path}, got {num_layers}")
         # from_pretrained builds N layers and loads the first N from the checkpoint; the rest is ignored
         config_kwargs["num_hidden_layers"] = num_layers
     transformer = Transformer(
@@ -74,7 +81,25 @@ def load_encoder_student(
     )
     model = CrossEncoder(modules=[transformer], device=device)
     model.max_seq_length = max_length
+    if layers is not None:
+        _keep_layers(model.model, list(layers), path)
     return model
+
+
+def _keep_layers(hf_model, layers: list[int], path) -> None:
+    """Keep the listed transformer layers (in order); the saved config says how many remain."""
+    import torch
+
+    encoder = getattr(hf_model.base_model, "encoder", None)
+    blocks = getattr(encoder, "layer", None)
+    if blocks is None:
+        raise RankdistillError(
+            f"{path}: cannot select layers of a {type(hf_model).__name__} (no encoder.layer)"
+        )
+    if not layers or any(not 0 <= i < len(blocks) for i in layers) or len(set(layers)) != len(layers):
+        raise RankdistillError(f"layers must be distinct indices in [0, {len(blocks) - 1}], got {layers}")
+    encoder.layer = torch.nn.ModuleList([blocks[i] for i in layers])
+    hf_model.config.num_hidden_layers = len(layers)
 
 
 def save_student(model, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

@@ -33,9 +33,16 @@ class _Strict(BaseModel):
 class StudentConfig(_Strict):
     type: Literal["encoder"] = "encoder"
     base: str = "minilm"
-    num_layers: int | None = Field(default=None, ge=1)
+    num_layers: int | None = Field(default=None, ge=1)  # keep the first N layers
+    layers: list[int] | None = Field(default=None, min_length=1)  # or keep these (e.g. [0, 5])
     num_labels: Literal[1, 2] = 1
     max_length: int = Field(default=256, ge=16, le=8192)
+
+    @model_validator(mode="after")
+    def _one_layer_choice(self):
+        if self.num_layers is not None and self.layers is not None:
+            raise ValueError("give num_layers (the first N layers) or layers (which ones), not both")
+        return self
 
 
 class LossConfig(_Strict):

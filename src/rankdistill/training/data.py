@@ -126,6 +126,20 @@ def pairs_from_teacher_run(
     return rows
 
 
+def group_rows(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Pair rows grouped by query text: one row per query, `{"query", "document": [...], "label": [...]}`
+    (the layout listwise losses train on). Documents keep their order of appearance; groups are
+    shuffled with `seed`. A query with a single document is kept (its group gives no listwise signal)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        g = groups.setdefault(r["query"], {"query": r["query"], "document": [], "label": []})
+        g["document"].append(r["document"])
+        g["label"].append(r["label"])
+    out = list(groups.values())
+    random.Random(seed).shuffle(out)
+    return out
+
+
 def to_dataset(rows: list[Mapping[str, Any]], columns: Sequence[str] = ("query", "document")):
     """A `datasets.Dataset` of the text `columns` in order, then "label": the layout the losses expect
     (the collator hands the losses every non-label column, in order). Other keys of the rows are dropped;

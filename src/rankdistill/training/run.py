@@ -105,6 +105,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
         cfg.student.num_labels,
         cfg.student.max_length,
         seed=cfg.seed,
+        layers=cfg.student.layers,
     )
     specs = [spec.model_dump() for spec in cfg.losses]
     phases = []

@@ -2,8 +2,9 @@
 `loss = Loss(model, **args)`; `loss(inputs, labels) -> scalar`; combine with `CombinedLoss` or `build_loss`.
 
 rankdistill adds what sentence-transformers lacks (InRanker's logit-pair MSE, soft BCE on teacher
-probabilities, the Term Control Layer's auxiliary loss) and exposes sentence-transformers' own
-CrossEncoder losses (MSE, MarginMSE, RankNet, ListNet, BCE, LambdaLoss) under the same names.
+probabilities, the Term Control Layer's auxiliary loss, ListNet with a teacher temperature on grouped
+batches) and exposes sentence-transformers' own CrossEncoder losses (MSE, MarginMSE, RankNet, BCE,
+LambdaLoss) under the same names.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rankdistill.training.losses.base import (
 )
 from rankdistill.training.losses.combined import CombinedLoss
 from rankdistill.training.losses.inranker_mse import InRankerMSELoss
+from rankdistill.training.losses.listnet import ListNetLoss
 from rankdistill.training.losses.soft_bce import SoftBCELoss
 from rankdistill.training.losses.term_control import TermControlLoss
 
@@ -32,6 +34,7 @@ LossFactory = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, LossFactory] = {
     "inranker_mse": InRankerMSELoss,
+    "listnet": ListNetLoss,
     "soft_bce": SoftBCELoss,
     "term_control": TermControlLoss,
 }
@@ -41,7 +44,6 @@ _ST_LOSSES = {
     "mse": "MSELoss",
     "margin_mse": "MarginMSELoss",
     "ranknet": "RankNetLoss",
-    "listnet": "ListNetLoss",
     "bce": "BinaryCrossEntropyLoss",
     "lambda": "LambdaLoss",
 }
@@ -71,6 +73,11 @@ def get_loss(name: str) -> LossFactory:
     raise KeyError(f"unknown loss {name!r}; expected one of {', '.join(loss_names())}")
 
 
+def needs_groups(loss: nn.Module) -> bool:
+    """Whether a loss trains on grouped rows (one query and its documents per row)."""
+    return bool(getattr(loss, "needs_groups", False))
+
+
 def build_loss(model, specs: Sequence[Mapping[str, Any]] | Mapping[str, float]) -> nn.Module:
     """One loss, or a `CombinedLoss` when several are given.
 
@@ -94,6 +101,7 @@ __all__ = [
     "CombinedLoss",
     "DistillationLoss",
     "InRankerMSELoss",
+    "ListNetLoss",
     "PairForward",
     "SoftBCELoss",
     "TermControlLoss",
@@ -103,6 +111,7 @@ __all__ = [
     "labels_to_probability",
     "logits_to_scores",
     "loss_names",
+    "needs_groups",
     "register_loss",
     "stack_labels",
 ]

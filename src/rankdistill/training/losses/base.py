@@ -30,6 +30,7 @@ class PairForward:
     logits: torch.Tensor  # (batch, num_labels)
     hidden_states: tuple[torch.Tensor, ...] | None = None  # per layer, (batch, seq, dim); None unless asked
     cache: dict[str, Any] = field(default_factory=dict)  # per-batch values losses share (e.g. TCL's mask)
+    group_sizes: list[int] | None = None  # grouped batches: consecutive pairs per query (listwise losses)
 
     @property
     def scores(self) -> torch.Tensor:
@@ -69,14 +70,43 @@ def labels_to_probability(labels: torch.Tensor) -> torch.Tensor:
 
 
 def pairs_from_inputs(inputs: Sequence[Sequence[str]]) -> tuple[list[str], list[str]]:
+    queries, documents, _ = flatten_groups(inputs)
+    return queries, documents
+
+
+def flatten_groups(inputs: Sequence[Sequence[Any]]) -> tuple[list[str], list[str], list[int] | None]:
+    """(queries, documents, group sizes) of a batch. Pair batches (one document per row) give no group
+    sizes; grouped batches (a list of documents per query, see `training.data.group_rows`) are
+    flattened into consecutive pairs, one group per query."""
     if len(inputs) != 2:
         raise ValueError(
             f"expected a dataset with two text columns (query, document) before the label, got {len(inputs)}"
         )
-    return list(inputs[0]), list(inputs[1])
+    queries, documents = list(inputs[0]), list(inputs[1])
+    if not documents or isinstance(documents[0], str):
+        return queries, documents, None
+    sizes = [len(docs) for docs in documents]
+    flat_q = [q for q, n in zip(queries, sizes, strict=True) for _ in range(n)]
+    return flat_q, [d for docs in documents for d in docs], sizes
 
 
-def encode_pairs(model, queries: list[str], documents: list[str], hidden_states: bool = False) -> PairForward:
+def flatten_labels(labels: Any, group_sizes: list[int] | None) -> Any:
+    """Per-group label lists (one tensor per query) as one tensor aligned with the flattened pairs."""
+    if group_sizes is None or labels is None:
+        return labels
+    parts = [torch.as_tensor(x).float() for x in labels]
+    if [len(x) for x in parts] != group_sizes:
+        raise ValueError("each query's label list must have one label per document")
+    return torch.cat(parts)
+
+
+def encode_pairs(
+    model,
+    queries: list[str],
+    documents: list[str],
+    hidden_states: bool = False,
+    group_sizes: list[int] | None = None,
+) -> PairForward:
     """Tokenize (query, document) pairs the way CrossEncoder does (longest-first truncation to the
     model's max length) and run the underlying Hugging Face sequence-classification model once."""
     hf_model = model.model
@@ -98,6 +128,7 @@ def encode_pairs(model, queries: list[str], documents: list[str], hidden_states:
         encoding=encoding,
         logits=out.logits.float(),
         hidden_states=out.hidden_states if hidden_states else None,
+        group_sizes=group_sizes,
     )
 
 
@@ -105,15 +136,16 @@ class DistillationLoss(nn.Module):
     """Base of rankdistill's pair losses: `forward` encodes the batch, `compute` holds the loss itself."""
 
     needs_hidden_states = False
+    needs_groups = False  # listwise losses: train on one row per query (see `training.data.group_rows`)
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, inputs, labels, prompt: str | None = None, task: str | None = None) -> torch.Tensor:
-        queries, documents = pairs_from_inputs(inputs)
-        fwd = encode_pairs(self.model, queries, documents, hidden_states=self.needs_hidden_states)
-        return self.compute(fwd, labels)
+        queries, documents, sizes = flatten_groups(inputs)
+        fwd = encode_pairs(self.model, queries, documents, self.needs_hidden_states, sizes)
+        return self.compute(fwd, flatten_labels(labels, sizes))
 
     def compute(self, fwd: PairForward, labels) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

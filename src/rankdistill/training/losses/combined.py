@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from rankdistill.training.losses.base import encode_pairs, pairs_from_inputs
+from rankdistill.training.losses.base import encode_pairs, flatten_groups, flatten_labels
 
 
 class CombinedLoss(nn.Module):
@@ -31,16 +31,21 @@ class CombinedLoss(nn.Module):
         self, inputs, labels, prompt: str | None = None, task: str | None = None
     ) -> dict[str, torch.Tensor]:
         shared = [n for n, loss in self.losses.items() if hasattr(loss, "compute")]
-        fwd = None
+        fwd = flat = None
         if shared:
-            queries, documents = pairs_from_inputs(inputs)
+            queries, documents, sizes = flatten_groups(inputs)
             hidden = any(getattr(self.losses[n], "needs_hidden_states", False) for n in shared)
-            fwd = encode_pairs(self.model, queries, documents, hidden_states=hidden)
+            fwd = encode_pairs(self.model, queries, documents, hidden, sizes)
+            flat = flatten_labels(labels, sizes)
         out: dict[str, torch.Tensor] = {}
         for name, loss in self.losses.items():
-            value = loss.compute(fwd, labels) if name in shared else loss(inputs, labels)
+            value = loss.compute(fwd, flat) if name in shared else loss(inputs, labels)
             out[name] = self.weights[name] * value
         return out
+
+    @property
+    def needs_groups(self) -> bool:
+        return any(getattr(loss, "needs_groups", False) for loss in self.losses.values())
 
     def get_config_dict(self):
         return {"weights": self.weights}
