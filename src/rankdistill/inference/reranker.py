@@ -433,15 +433,12 @@ class Reranker:
     ) -> list[list[RerankResult]]:
         """Rerank several (query, documents) requests in one scoring pass: pairs from all requests share
         batches, which is what makes the CLI and the server's micro-batching fast."""
-        pairs = [(q, d) for q, docs in requests for d in docs]
-        scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
-        if self.rescore_backend is not None:
-            k = max(1, int(top_k)) if top_k is not None else self.rescore_top_k
-            scores = self._rescore_top(pairs, scores, [len(d) for _, d in requests], k, long_docs)
-        results, start = [], 0
+        per_request = self.score_requests(
+            requests, top_k=top_k, long_docs=long_docs, show_progress=show_progress
+        )
+        results = []
         for r, (query, docs) in enumerate(requests):
-            doc_scores = scores[start : start + len(docs)]
-            start += len(docs)
+            doc_scores = per_request[r]
             given = ids[r] if ids is not None else None
             if given is not None and len(given) != len(docs):
                 raise ValueError(
@@ -466,10 +463,39 @@ class Reranker:
             )
         return results
 
+    def score_requests(
+        self,
+        requests: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        top_k: int | Sequence[int | None] | None = None,
+        long_docs: str | None = None,
+        show_progress: bool = False,
+    ) -> list[list[float]]:
+        """The scores of each request's documents, in their order, from one scoring pass over all pairs.
+
+        With a rescoring backend (bf16 chosen automatically), every document that could be in its
+        request's top-k gets its fp32 score (k = `top_k`, one for all or one per request; None means
+        `rescore_top_k`), so rankings and top-k scores are those of the fp32 model."""
+        pairs = [(q, d) for q, docs in requests for d in docs]
+        scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
+        sizes = [len(docs) for _, docs in requests]
+        if self.rescore_backend is not None and pairs:
+            ks = list(top_k) if isinstance(top_k, Sequence) else [top_k] * len(requests)
+            if len(ks) != len(requests):
+                raise ValueError(f"got {len(ks)} top_k values for {len(requests)} requests")
+            ks = [max(1, int(k)) if k is not None else self.rescore_top_k for k in ks]
+            scores = self._rescore_top(pairs, scores, sizes, ks, long_docs)
+        out, start = [], 0
+        for n in sizes:
+            out.append(scores[start : start + n])
+            start += n
+        return out
+
     def _rescore_top(
-        self, pairs: list, scores: list[float], sizes: list[int], k: int, long_docs: str | None
+        self, pairs: list, scores: list[float], sizes: list[int], ks: list[int], long_docs: str | None
     ) -> list[float]:
-        """`scores` with the fp32 score of every document that could be in its request's fp32 top-k.
+        """`scores` with the fp32 score of every document that could be in its request's fp32 top-k
+        (`ks[i]` for request i).
 
         Candidates: bf16 score >= (k-th best bf16 score) - margin. The guarantee needs every candidate's
         error <= margin / 2; the largest error seen on the rescored ones estimates that, and when it says
@@ -479,7 +505,7 @@ class Reranker:
         out = bf16.copy()
         done = np.zeros(len(bf16), dtype=bool)
         bounds, start = [], 0
-        for n in sizes:
+        for n, k in zip(sizes, ks, strict=True):
             s = bf16[start : start + n]
             bounds.append((start, n, np.sort(s)[::-1][min(k, n) - 1] if n else 0.0))
             start += n

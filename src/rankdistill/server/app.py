@@ -233,7 +233,7 @@ def create_app(
     )
     async def rerank(req: RerankRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)
-        scores = await batcher.score([(req.query, t) for t in texts], req.long_docs)
+        scores = await batcher.score(req.query, texts, req.long_docs, req.top_k)
         ids = _ids(req.documents)
         order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
         if req.top_k is not None:
@@ -263,7 +263,7 @@ def create_app(
     )
     async def explain(req: ExplainRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)
-        scores = await batcher.score([(req.query, t) for t in texts], req.long_docs)
+        scores = await batcher.score(req.query, texts, req.long_docs)
         explanations = await explain_docs(req.query, texts) if texts else []
         ids = _ids(req.documents)
         ranks = {i: r for r, i in enumerate(sorted(range(len(texts)), key=lambda i: (-scores[i], i)), 1)}

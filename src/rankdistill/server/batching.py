@@ -1,9 +1,10 @@
 """Micro-batching: requests from concurrent clients are scored together in one model pass.
 
-One worker thread owns the model (a CPU forward pass already uses every intra-op thread, so two at
+Each request keeps its query and top-k, so the `Reranker` rescores in fp32 the documents that could be in
+each request's top-k, exactly as `Reranker.rerank` does. One worker thread owns the model (a CPU forward pass already uses every intra-op thread, so two at
 once only contend). While it computes a batch, new requests queue up; when it is free it takes
 everything waiting (up to `max_batch_pairs` pairs, waiting at most `max_wait_ms` for company when
-the queue is short) and scores it as one list of pairs, sorted by length and padded per batch by the
+the queue is short) and scores all its pairs in one pass, sorted by length and padded per batch by the
 `Reranker`. Each request gets back only its own scores; an error fails only the requests of that batch.
 On CPU a few model batches' worth of pairs (the default 64) already keeps the cores busy: a larger cap
 only makes every request in the batch wait for the slowest.
@@ -24,8 +25,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Job:
-    pairs: list[tuple[str, str]]
+    query: str
+    documents: list[str]
     long_docs: str | None
+    top_k: int | None
     future: asyncio.Future
 
 
@@ -75,14 +78,18 @@ class MicroBatcher:
                 await self._task
         self.executor.shutdown(wait=True)
 
-    async def score(self, pairs: list[tuple[str, str]], long_docs: str | None = None) -> list[float]:
-        """Scores of `pairs`, computed in a batch with whatever other requests are waiting."""
-        if not pairs:
+    async def score(
+        self, query: str, documents: list[str], long_docs: str | None = None, top_k: int | None = None
+    ) -> list[float]:
+        """Scores of one request's documents, computed in a batch with whatever other requests are waiting.
+        With a rescoring `Reranker` (bf16 + fp32), every document that could be in the top `top_k`
+        (default: the reranker's `rescore_top_k`) carries its fp32 score, as `Reranker.rerank` gives."""
+        if not documents:
             return []
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(pairs, long_docs, future))
+        await self._queue.put(_Job(query, list(documents), long_docs, top_k, future))
         return await future
 
     async def run_exclusive(self, fn, *args, **kwargs):
@@ -93,7 +100,7 @@ class MicroBatcher:
     async def _take_batch(self) -> list[_Job]:
         assert self._queue is not None
         jobs = [await self._queue.get()]
-        size = len(jobs[0].pairs)
+        size = len(jobs[0].documents)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch_pairs:
             if self._queue.empty():
@@ -107,7 +114,7 @@ class MicroBatcher:
             else:
                 job = self._queue.get_nowait()
             jobs.append(job)
-            size += len(job.pairs)
+            size += len(job.documents)
         return jobs
 
     async def _loop(self) -> None:
@@ -119,12 +126,9 @@ class MicroBatcher:
             for job in jobs:
                 by_policy.setdefault(job.long_docs, []).append(job)
             for policy, group in by_policy.items():
-                pairs = [p for job in group for p in job.pairs]
                 t0 = time.perf_counter()
                 try:
-                    scores = await loop.run_in_executor(
-                        self.executor, lambda p=pairs, ld=policy: self.reranker.score(p, long_docs=ld)
-                    )
+                    scores = await loop.run_in_executor(self.executor, self._score_group, group, policy)
                 except Exception as exc:  # noqa: BLE001 - fail these requests, keep serving
                     log.exception("scoring a batch of %d requests failed", len(group))
                     self.stats.errors += len(group)
@@ -136,11 +140,22 @@ class MicroBatcher:
                     self.stats.busy_s += time.perf_counter() - t0
                 self.stats.batches += 1
                 self.stats.requests += len(group)
-                self.stats.pairs += len(pairs)
+                self.stats.pairs += sum(len(job.documents) for job in group)
                 self.stats.largest_batch_requests = max(self.stats.largest_batch_requests, len(group))
-                start = 0
-                for job in group:
-                    n = len(job.pairs)
+                for job, job_scores in zip(group, scores, strict=True):
                     if not job.future.done():
-                        job.future.set_result(scores[start : start + n])
-                    start += n
+                        job.future.set_result(job_scores)
+
+    def _score_group(self, group: list[_Job], long_docs: str | None) -> list[list[float]]:
+        """One scoring pass over every job of a batch (on the model thread)."""
+        requests = [(job.query, job.documents) for job in group]
+        score_requests = getattr(self.reranker, "score_requests", None)
+        if score_requests is not None:
+            return score_requests(requests, top_k=[job.top_k for job in group], long_docs=long_docs)
+        # a reranker without per-request scoring (the decoder student): score the pairs, split them back
+        flat = self.reranker.score([(q, d) for q, docs in requests for d in docs], long_docs=long_docs)
+        out, start = [], 0
+        for _, docs in requests:
+            out.append(list(flat[start : start + len(docs)]))
+            start += len(docs)
+        return out
