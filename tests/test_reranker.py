@@ -210,6 +210,17 @@ def test_auto_bf16_rescores_top_k_in_fp32(hybrid, cross_encoder_dir, fp32_rerank
     assert 0 < stats["rescored"] <= stats["pairs"]
 
 
+def test_requests_no_larger_than_k_go_straight_to_fp32(hybrid, fp32_reranker):
+    small = VARIED[:3]
+    before = dict(hybrid.rescore_stats)
+    got = hybrid.score_requests([(QUERY, small), (QUERY, VARIED)], top_k=[5, 2])
+    ref_small = fp32_reranker.score([(QUERY, d) for d in small])
+    np.testing.assert_allclose(got[0], ref_small, atol=1e-5)  # all 3 of 3 are top-5: exact scores
+    assert len(got[1]) == len(VARIED)
+    assert hybrid.rescore_stats["fp32_only"] - before["fp32_only"] == 3
+    assert hybrid.rescore_stats["pairs"] - before["pairs"] == len(VARIED)  # only the big one went bf16
+
+
 def test_rescore_widens_a_too_small_margin(cross_encoder_dir, varied_fp32):
     hybrid = Reranker.load(cross_encoder_dir, dtype="bf16", rescore=True, rescore_margin=0.0)
     if hybrid.rescore_backend is None:

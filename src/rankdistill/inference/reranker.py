@@ -212,7 +212,9 @@ class Reranker:
         self.rescore_backend = rescore_backend
         self.rescore_margin = float(rescore_margin)
         self.rescore_top_k = int(rescore_top_k)
-        self.rescore_stats = {"pairs": 0, "rescored": 0, "widened": 0}  # running totals, for benchmarks
+        # running totals, for benchmarks: pairs through bf16 + rescoring, how many of them were rescored,
+        # margin widenings, and pairs of requests small enough to go to fp32 directly
+        self.rescore_stats = {"pairs": 0, "rescored": 0, "widened": 0, "fp32_only": 0}
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -476,15 +478,33 @@ class Reranker:
         With a rescoring backend (bf16 chosen automatically), every document that could be in its
         request's top-k gets its fp32 score (k = `top_k`, one for all or one per request; None means
         `rescore_top_k`), so rankings and top-k scores are those of the fp32 model."""
-        pairs = [(q, d) for q, docs in requests for d in docs]
-        scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
         sizes = [len(docs) for _, docs in requests]
-        if self.rescore_backend is not None and pairs:
+        if self.rescore_backend is None:
+            pairs = [(q, d) for q, docs in requests for d in docs]
+            scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
+        else:
             ks = list(top_k) if isinstance(top_k, Sequence) else [top_k] * len(requests)
             if len(ks) != len(requests):
                 raise ValueError(f"got {len(ks)} top_k values for {len(requests)} requests")
             ks = [max(1, int(k)) if k is not None else self.rescore_top_k for k in ks]
-            scores = self._rescore_top(pairs, scores, sizes, ks, long_docs)
+            # a request with no more documents than its k is all top-k: fp32 only, no bf16 pass first
+            small = [n <= k for n, k in zip(sizes, ks, strict=True)]
+            exact_pairs = [(q, d) for (q, docs), sm in zip(requests, small, strict=True) if sm for d in docs]
+            big = [(r, k) for r, k, sm in zip(requests, ks, small, strict=True) if not sm]
+            big_pairs = [(q, d) for (q, docs), _ in big for d in docs]
+            exact = self._score_with(self.rescore_backend, exact_pairs, long_docs, None, show_progress)
+            self.rescore_stats["fp32_only"] += len(exact_pairs)
+            approx = self.score(big_pairs, long_docs=long_docs, show_progress=show_progress)
+            if big_pairs:
+                approx = self._rescore_top(
+                    big_pairs, approx, [len(docs) for (_, docs), _ in big], [k for _, k in big], long_docs
+                )
+            exact_it, approx_it = iter(exact), iter(approx)
+            scores = [
+                float(next(exact_it if sm else approx_it))
+                for n, sm in zip(sizes, small, strict=True)
+                for _ in range(n)
+            ]
         out, start = [], 0
         for n in sizes:
             out.append(scores[start : start + n])
