@@ -2,9 +2,10 @@
 
 Pointwise losses spend the student's few training steps on calibrating scores across queries; a listwise
 loss only asks for the teacher's order within each query, which is all a reranker needs, and every
-document of a group gets a gradient relative to the others. Measured on SciFact (MiniLM-L6 student, same
-rows and steps): soft BCE stayed at chance for hundreds of steps where ListNet learned (README, "The
-distillation experiment").
+document of a group gets a gradient relative to the others. Measured on SciFact (MiniLM-L6 student,
+teacher-labelled training-query rows, learning rate 3e-4, 100 test queries x BM25 top-30): with soft BCE
+the loss sat at ln 2 for 100 steps (nDCG@10 0.15); ListNet on the same rows reached 0.63 in 400 steps
+(BM25 0.73 there).
 
 Unlike sentence-transformers' `ListNetLoss`, the teacher's distribution is `softmax(label / temperature)`:
 with labels scaled to [0, 1] per query, temperature 1 would make the target almost uniform.
