@@ -38,12 +38,12 @@ import yaml  # noqa: E402
 from rankdistill.data.datasets import load_dataset  # noqa: E402
 from rankdistill.data.trec import write_run  # noqa: E402
 from rankdistill.data.types import Qrels, Queries, Run  # noqa: E402
-from rankdistill.evaluation.metrics import evaluate  # noqa: E402
+from rankdistill.evaluation import evaluate, fuse_minmax  # noqa: E402
 from rankdistill.retrieval.bm25 import BM25Retriever  # noqa: E402
 from rankdistill.students import load_encoder_student, save_student, student_scores  # noqa: E402
 from rankdistill.teachers import BiEncoderTeacher, EnsembleTeacher, FirstStageTeacher, rerank_run  # noqa: E402
 from rankdistill.teachers.querygen.pseudo import pseudo_queries  # noqa: E402
-from rankdistill.training.data import minmax, pairs_from_teacher_run, read_pairs_jsonl, write_pairs_jsonl  # noqa: E402
+from rankdistill.training.data import pairs_from_teacher_run, read_pairs_jsonl, write_pairs_jsonl  # noqa: E402
 from rankdistill.training.evaluator import RerankingEvaluator  # noqa: E402
 from rankdistill.training.losses import build_loss  # noqa: E402
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases  # noqa: E402
@@ -77,16 +77,6 @@ def rerank_student(model, queries, run: Run, corpus, batch_size: int) -> tuple[R
     for (q, d), s in zip(keys, scores, strict=True):
         out.setdefault(q, {})[d] = float(s)
     return Run(out, name="student"), len(pairs) / elapsed
-
-
-def fuse_minmax(runs: list[Run]) -> Run:
-    """Per-query min-max scaled scores summed over runs (documents missing from a run get 0 from it)."""
-    out: dict[str, dict[str, float]] = {}
-    for run in runs:
-        for q in run.query_ids:
-            for d, s in minmax(run[q]).items():
-                out.setdefault(q, {})[d] = out.get(q, {}).get(d, 0.0) + s
-    return Run(out, name="+".join(r.name or "run" for r in runs))
 
 
 def metrics(run: Run, qrels) -> dict[str, float]:

@@ -91,7 +91,8 @@ def test_run_resume_and_report(tmp_path: Path, data_dir: Path, minilm_dir: Path,
 
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     roles = {s["role"]: s for s in metrics["systems"]}
-    assert set(roles) == {"baseline", "teacher", "student"}
+    assert set(roles) == {"baseline", "teacher", "student", "other"}
+    assert roles["other"]["name"] == "student + BM25 (min-max, 0.5 / 0.5)"  # evaluate.fuse_student default
     assert metrics["queries"] == 6
     for s in roles.values():
         assert set(s["metrics"]) == {"nDCG@10", "RR@10", "R@100"}

@@ -61,3 +61,17 @@ def test_bm25_targets(data_dir, tmp_path_factory, name, target):
     print(name, res)
     assert res["nDCG@10"] >= target
     assert res["R@100"] > 0.2
+
+
+def test_fuse_minmax_scales_per_query_and_weights_runs():
+    from rankdistill.data.types import Run
+    from rankdistill.evaluation import fuse_minmax
+
+    student = Run({"q1": {"a": 10.0, "b": 0.0, "c": 5.0}, "q2": {"x": 1.0, "y": 1.0}}, name="student")
+    bm25 = Run({"q1": {"a": 0.0, "b": 2.0, "c": 4.0}, "q2": {"x": 3.0, "y": 9.0}}, name="bm25")
+    fused = fuse_minmax([student, bm25], [0.75, 0.25])
+    assert fused["q1"] == pytest.approx({"a": 0.75, "b": 0.125, "c": 0.375 + 0.25})
+    assert fused["q2"] == pytest.approx({"x": 0.375, "y": 0.625})  # all-equal scores scale to 0.5
+    assert fuse_minmax([student, bm25]).name == "student+bm25"
+    with pytest.raises(ValueError, match="2 runs"):
+        fuse_minmax([student, bm25], [1.0])

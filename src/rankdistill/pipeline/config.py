@@ -175,6 +175,10 @@ class EvaluateSection(_Strict):
     # them, so R@100 stays comparable (None: rerank all bm25.k)
     depth: int | None = Field(default=None, ge=1)
     teacher: bool = True
+    # also report the student's scores fused with BM25's (per-query min-max, this weight on the student,
+    # the rest on BM25; the teacher's own fusion at 0.5): free at inference, as BM25 scores come with the
+    # candidates. None: student alone.
+    fuse_student: float | None = Field(default=0.5, gt=0, lt=1)
     throughput_pairs: int = Field(default=512, ge=1)
     batch_size: int = Field(default=64, ge=1)
 

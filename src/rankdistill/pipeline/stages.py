@@ -436,7 +436,7 @@ def _with_tail(reranked: Run, first_stage: Run) -> Run:
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     """BM25, the teacher and the student on the same candidates; metrics.json for the report."""
     from rankdistill.data import read_run, write_run
-    from rankdistill.evaluation import evaluate
+    from rankdistill.evaluation import evaluate, fuse_minmax
     from rankdistill.inference.reranker import Reranker
     from rankdistill.teachers import direct_scorer, run_candidates
     from rankdistill.teachers.base import labels_to_run
@@ -509,6 +509,16 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     add(f"student: {Path(str(cfg.train.student.get('base', 'student'))).name}", "student", student_run, pps,
         count_parameters(student_dir), f"backend {info.get('backend')}, dtype {info.get('dtype')}, "
         f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}")  # fmt: skip
+    if ev.fuse_student is not None:
+        w = ev.fuse_student
+        reranked_bm25 = candidates_run.subset(student_run.query_ids)
+        reranked_bm25 = Run(
+            {q: {d: reranked_bm25[q][d] for d in student_run[q]} for q in student_run.query_ids}
+        )
+        fused = fuse_minmax([student_run, reranked_bm25], [w, 1 - w], name="student+bm25")
+        add(f"student + BM25 (min-max, {w:g} / {1 - w:g})", "other", fused, pps, count_parameters(student_dir),
+            "the student's and BM25's scores of the reranked candidates, each min-max scaled per query, "
+            "weighted and summed (the teacher's fusion, with the student in place of the bi-encoder)")  # fmt: skip
 
     where = f"BM25 top-{cfg.bm25.k}" + (
         f", top {ev.depth} reranked" if ev.depth and ev.depth < cfg.bm25.k else ""

@@ -11,6 +11,7 @@ from typing import Any
 from rankdistill.data.jsonl import iter_jsonl, write_jsonl
 from rankdistill.data.types import Run
 from rankdistill.errors import DataError
+from rankdistill.evaluation.fusion import minmax  # noqa: F401 - part of this module's API
 
 DOC_KEYS = ("document", "doc", "text", "passage")
 
@@ -77,16 +78,6 @@ def pairs_from_label_store(store_path: str | Path, **filters: Any) -> list[dict[
         close = getattr(store, "close", None)
         if close is not None:
             close()
-
-
-def minmax(scores: Mapping[str, float]) -> dict[str, float]:
-    """Per-query min-max scaling to [0, 1] (all equal -> 0.5)."""
-    if not scores:
-        return {}
-    lo, hi = min(scores.values()), max(scores.values())
-    if hi - lo <= 1e-12:
-        return dict.fromkeys(scores, 0.5)
-    return {d: (s - lo) / (hi - lo) for d, s in scores.items()}
 
 
 def pairs_from_teacher_run(
