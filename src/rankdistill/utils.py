@@ -89,3 +89,12 @@ def progress(
 def batched(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def split_sizes(items: list, sizes: list[int]) -> list[list]:
+    """`items` cut into consecutive lists of the given sizes (e.g. flat scores back per request)."""
+    out, start = [], 0
+    for n in sizes:
+        out.append(list(items[start : start + n]))
+        start += n
+    return out

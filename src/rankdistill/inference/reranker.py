@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError
-from rankdistill.utils import batched, pick_dtype, progress
+from rankdistill.utils import batched, pick_dtype, progress, split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -489,15 +489,15 @@ class Reranker:
             ks = [max(1, int(k)) if k is not None else self.rescore_top_k for k in ks]
             # a request with no more documents than its k is all top-k: fp32 only, no bf16 pass first
             small = [n <= k for n, k in zip(sizes, ks, strict=True)]
+            big = [i for i, sm in enumerate(small) if not sm]
             exact_pairs = [(q, d) for (q, docs), sm in zip(requests, small, strict=True) if sm for d in docs]
-            big = [(r, k) for r, k, sm in zip(requests, ks, small, strict=True) if not sm]
-            big_pairs = [(q, d) for (q, docs), _ in big for d in docs]
+            big_pairs = [(requests[i][0], d) for i in big for d in requests[i][1]]
             exact = self._score_with(self.rescore_backend, exact_pairs, long_docs, None, show_progress)
             self.rescore_stats["fp32_only"] += len(exact_pairs)
             approx = self.score(big_pairs, long_docs=long_docs, show_progress=show_progress)
             if big_pairs:
                 approx = self._rescore_top(
-                    big_pairs, approx, [len(docs) for (_, docs), _ in big], [k for _, k in big], long_docs
+                    big_pairs, approx, [sizes[i] for i in big], [ks[i] for i in big], long_docs
                 )
             exact_it, approx_it = iter(exact), iter(approx)
             scores = [
@@ -505,11 +505,7 @@ class Reranker:
                 for n, sm in zip(sizes, small, strict=True)
                 for _ in range(n)
             ]
-        out, start = [], 0
-        for n in sizes:
-            out.append(scores[start : start + n])
-            start += n
-        return out
+        return split_sizes(scores, sizes)
 
     def _rescore_top(
         self, pairs: list, scores: list[float], sizes: list[int], ks: list[int], long_docs: str | None

@@ -244,12 +244,13 @@ def _targets(candidates: list, labels: list, target: str) -> list[Any]:
     by_query: dict[str, list[int]] = {}
     for i, c in enumerate(candidates):
         by_query.setdefault(c.query_id, []).append(i)
+    from rankdistill.evaluation.fusion import minmax
+
     out: list[Any] = [0.0] * len(candidates)
     for idx in by_query.values():
-        scores = [labels[i].score for i in idx]
-        lo, hi = min(scores), max(scores)
+        scaled = minmax({i: labels[i].score for i in idx})
         for i in idx:
-            out[i] = 0.5 if hi == lo else (labels[i].score - lo) / (hi - lo)
+            out[i] = scaled[i]
     return out
 
 
@@ -511,9 +512,9 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}")  # fmt: skip
     if ev.fuse_student is not None:
         w = ev.fuse_student
-        reranked_bm25 = candidates_run.subset(student_run.query_ids)
+        # BM25's scores of the same (reranked) candidates
         reranked_bm25 = Run(
-            {q: {d: reranked_bm25[q][d] for d in student_run[q]} for q in student_run.query_ids}
+            {q: {d: candidates_run[q][d] for d in student_run[q]} for q in student_run.query_ids}
         )
         fused = fuse_minmax([student_run, reranked_bm25], [w, 1 - w], name="student+bm25")
         add(f"student + BM25 (min-max, {w:g} / {1 - w:g})", "other", fused, pps, count_parameters(student_dir),

@@ -1,8 +1,8 @@
 """Micro-batching: requests from concurrent clients are scored together in one model pass.
 
 Each request keeps its query and top-k, so the `Reranker` rescores in fp32 the documents that could be in
-each request's top-k, exactly as `Reranker.rerank` does. One worker thread owns the model (a CPU forward pass already uses every intra-op thread, so two at
-once only contend). While it computes a batch, new requests queue up; when it is free it takes
+each request's top-k, exactly as `Reranker.rerank` does. One worker thread owns the model (a CPU forward
+pass already uses every intra-op thread, so two at once only contend). While it computes a batch, new requests queue up; when it is free it takes
 everything waiting (up to `max_batch_pairs` pairs, waiting at most `max_wait_ms` for company when
 the queue is short) and scores all its pairs in one pass, sorted by length and padded per batch by the
 `Reranker`. Each request gets back only its own scores; an error fails only the requests of that batch.
@@ -19,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from rankdistill.utils import split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +156,4 @@ class MicroBatcher:
             return score_requests(requests, top_k=[job.top_k for job in group], long_docs=long_docs)
         # a reranker without per-request scoring (the decoder student): score the pairs, split them back
         flat = self.reranker.score([(q, d) for q, docs in requests for d in docs], long_docs=long_docs)
-        out, start = [], 0
-        for _, docs in requests:
-            out.append(list(flat[start : start + len(docs)]))
-            start += len(docs)
-        return out
+        return split_sizes(flat, [len(docs) for _, docs in requests])

@@ -11,7 +11,7 @@ from typing import Any
 from rankdistill.data.jsonl import iter_jsonl, write_jsonl
 from rankdistill.data.types import Run
 from rankdistill.errors import DataError
-from rankdistill.evaluation.fusion import minmax  # noqa: F401 - part of this module's API
+from rankdistill.evaluation.fusion import minmax
 
 DOC_KEYS = ("document", "doc", "text", "passage")
 

@@ -69,11 +69,6 @@ def labels_to_probability(labels: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def pairs_from_inputs(inputs: Sequence[Sequence[str]]) -> tuple[list[str], list[str]]:
-    queries, documents, _ = flatten_groups(inputs)
-    return queries, documents
-
-
 def flatten_groups(inputs: Sequence[Sequence[Any]]) -> tuple[list[str], list[str], list[int] | None]:
     """(queries, documents, group sizes) of a batch. Pair batches (one document per row) give no group
     sizes; grouped batches (a list of documents per query, see `training.data.group_rows`) are
