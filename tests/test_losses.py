@@ -143,6 +143,31 @@ def test_listnet_on_grouped_rows_matches_formula_and_shares_forward_with_pair_lo
         loss([QUERIES, DOCS], torch.tensor([0.9, 0.8, 0.7, 0.05]))
 
 
+def test_margin_mse_matches_pairwise_margins_and_is_zero_at_the_teachers_spacing(student):
+    inputs = [["protein folding", "capital of france"], [DOCS[:3], DOCS[1:3]]]
+    labels = [torch.tensor([1.0, 0.2, 0.0]), torch.tensor([1.0, 0.0])]
+    loss = build_loss(student, [{"name": "margin_mse", "args": {"temperature": 0.5}}])
+    value = loss(inputs, labels)
+    with torch.no_grad():
+        s = encode_pairs(
+            student, ["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]
+        ).scores
+    # Hofstätter's MarginMSE over every ordered pair of a group, / (2 n^2): the centred form computed
+    expected = []
+    for scores, target in ((s[:3], labels[0] / 0.5), (s[3:], labels[1] / 0.5)):
+        n = len(scores)
+        pairs = [((scores[i] - scores[j]) - (target[i] - target[j])) ** 2 for i in range(n) for j in range(n)]
+        expected.append(torch.stack(pairs).sum() / (2 * n * n))
+    assert value.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
+    # scores spaced exactly like the teacher's (any per-query offset) give zero loss
+    from rankdistill.training.losses.base import PairForward
+
+    fwd = PairForward([], [], None, torch.tensor([[7.0], [5.4], [5.0], [-1.0], [-3.0]]), group_sizes=[3, 2])
+    assert loss.compute(fwd, torch.cat(labels)).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="grouped rows"):
+        loss([QUERIES, DOCS], torch.tensor([0.9, 0.8, 0.7, 0.05]))
+
+
 def test_group_rows_groups_pairs_by_query():
     from rankdistill.training.data import group_rows
 

@@ -2,9 +2,9 @@
 `loss = Loss(model, **args)`; `loss(inputs, labels) -> scalar`; combine with `CombinedLoss` or `build_loss`.
 
 rankdistill adds what sentence-transformers lacks (InRanker's logit-pair MSE, soft BCE on teacher
-probabilities, the Term Control Layer's auxiliary loss, ListNet with a teacher temperature on grouped
-batches) and exposes sentence-transformers' own CrossEncoder losses (MSE, MarginMSE, RankNet, BCE,
-LambdaLoss) under the same names.
+probabilities, the Term Control Layer's auxiliary loss, ListNet and MarginMSE with a teacher temperature
+on grouped batches) and exposes sentence-transformers' own CrossEncoder losses (MSE, MarginMSE, RankNet, BCE,
+LambdaLoss) under the same names (MarginMSE's as `st_margin_mse`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from rankdistill.training.losses.base import (
 from rankdistill.training.losses.combined import CombinedLoss
 from rankdistill.training.losses.inranker_mse import InRankerMSELoss
 from rankdistill.training.losses.listnet import ListNetLoss
+from rankdistill.training.losses.margin_mse import MarginMSELoss
 from rankdistill.training.losses.soft_bce import SoftBCELoss
 from rankdistill.training.losses.term_control import TermControlLoss
 
@@ -35,6 +36,7 @@ LossFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, LossFactory] = {
     "inranker_mse": InRankerMSELoss,
     "listnet": ListNetLoss,
+    "margin_mse": MarginMSELoss,
     "soft_bce": SoftBCELoss,
     "term_control": TermControlLoss,
 }
@@ -42,7 +44,7 @@ _REGISTRY: dict[str, LossFactory] = {
 # sentence-transformers' CrossEncoder losses, looked up lazily so importing this package stays cheap.
 _ST_LOSSES = {
     "mse": "MSELoss",
-    "margin_mse": "MarginMSELoss",
+    "st_margin_mse": "MarginMSELoss",  # (query, positive, negative...) columns
     "ranknet": "RankNetLoss",
     "bce": "BinaryCrossEntropyLoss",
     "lambda": "LambdaLoss",
@@ -102,6 +104,7 @@ __all__ = [
     "DistillationLoss",
     "InRankerMSELoss",
     "ListNetLoss",
+    "MarginMSELoss",
     "PairForward",
     "SoftBCELoss",
     "TermControlLoss",
