@@ -118,44 +118,42 @@ def test_registry_and_sentence_transformers_losses(student):
         get_loss("nope")
 
 
-def test_listnet_on_grouped_rows_matches_formula_and_shares_forward_with_pair_losses(student):
-    # two queries with 3 and 2 documents (groups may differ in size)
-    inputs = [["protein folding", "capital of france"], [DOCS[:3], DOCS[1:3]]]
-    labels = [torch.tensor([1.0, 0.2, 0.0]), torch.tensor([1.0, 0.0])]
-    loss = build_loss(student, [{"name": "listnet", "args": {"temperature": 0.5}}])
-    value = loss(inputs, labels)
+# two queries with 3 and 2 documents (groups may differ in size)
+GROUPED_INPUTS = [["protein folding", "capital of france"], [DOCS[:3], DOCS[1:3]]]
+GROUPED_LABELS = [torch.tensor([1.0, 0.2, 0.0]), torch.tensor([1.0, 0.0])]
+FLAT_PAIRS = [["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]]
+
+
+def grouped_loss_and_scores(student, name: str, temperature: float):
+    """The loss on the grouped batch, and the student's scores of its pairs per group."""
+    loss = build_loss(student, [{"name": name, "args": {"temperature": temperature}}])
+    value = loss(GROUPED_INPUTS, GROUPED_LABELS)
     with torch.no_grad():
-        s = encode_pairs(
-            student, ["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]
-        ).scores
-    expected = []
-    for scores, target in ((s[:3], labels[0]), (s[3:], labels[1])):
-        expected.append(-(torch.softmax(target / 0.5, 0) * torch.log_softmax(scores, 0)).sum())
+        s = encode_pairs(student, *FLAT_PAIRS).scores
+    with pytest.raises(ValueError, match="grouped rows"):
+        loss([QUERIES, DOCS], torch.tensor([0.9, 0.8, 0.7, 0.05]))
+    return loss, value, [(s[:3], GROUPED_LABELS[0]), (s[3:], GROUPED_LABELS[1])]
+
+
+def test_listnet_on_grouped_rows_matches_formula_and_shares_forward_with_pair_losses(student):
+    _, value, groups = grouped_loss_and_scores(student, "listnet", 0.5)
+    expected = [
+        -(torch.softmax(target / 0.5, 0) * torch.log_softmax(scores, 0)).sum() for scores, target in groups
+    ]
     assert value.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
     # a pair loss beside it reads the same forward pass with the labels flattened in group order
     combined = build_loss(student, [{"name": "listnet"}, {"name": "soft_bce", "weight": 0.5}])
-    out = combined(inputs, labels)
-    pointwise = SoftBCELoss(student)(
-        [["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]], torch.cat(labels)
-    )
+    out = combined(GROUPED_INPUTS, GROUPED_LABELS)
+    pointwise = SoftBCELoss(student)(FLAT_PAIRS, torch.cat(GROUPED_LABELS))
     assert out["soft_bce"].item() == pytest.approx(0.5 * pointwise.item(), rel=1e-4)
-    with pytest.raises(ValueError, match="grouped rows"):
-        loss([QUERIES, DOCS], torch.tensor([0.9, 0.8, 0.7, 0.05]))
 
 
 def test_margin_mse_matches_pairwise_margins_and_is_zero_at_the_teachers_spacing(student):
-    inputs = [["protein folding", "capital of france"], [DOCS[:3], DOCS[1:3]]]
-    labels = [torch.tensor([1.0, 0.2, 0.0]), torch.tensor([1.0, 0.0])]
-    loss = build_loss(student, [{"name": "margin_mse", "args": {"temperature": 0.5}}])
-    value = loss(inputs, labels)
-    with torch.no_grad():
-        s = encode_pairs(
-            student, ["protein folding"] * 3 + ["capital of france"] * 2, DOCS[:3] + DOCS[1:3]
-        ).scores
+    loss, value, groups = grouped_loss_and_scores(student, "margin_mse", 0.5)
     # Hofstätter's MarginMSE over every ordered pair of a group, / (2 n^2): the centred form computed
     expected = []
-    for scores, target in ((s[:3], labels[0] / 0.5), (s[3:], labels[1] / 0.5)):
-        n = len(scores)
+    for scores, target in groups:
+        n, target = len(scores), target / 0.5
         pairs = [((scores[i] - scores[j]) - (target[i] - target[j])) ** 2 for i in range(n) for j in range(n)]
         expected.append(torch.stack(pairs).sum() / (2 * n * n))
     assert value.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
@@ -163,9 +161,7 @@ def test_margin_mse_matches_pairwise_margins_and_is_zero_at_the_teachers_spacing
     from rankdistill.training.losses.base import PairForward
 
     fwd = PairForward([], [], None, torch.tensor([[7.0], [5.4], [5.0], [-1.0], [-3.0]]), group_sizes=[3, 2])
-    assert loss.compute(fwd, torch.cat(labels)).item() == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match="grouped rows"):
-        loss([QUERIES, DOCS], torch.tensor([0.9, 0.8, 0.7, 0.05]))
+    assert loss.compute(fwd, torch.cat(GROUPED_LABELS)).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_group_rows_groups_pairs_by_query():

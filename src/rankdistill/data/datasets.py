@@ -39,7 +39,7 @@ BEIR_MD5 = {
 
 def cache_dir() -> Path:
     """Root of rankdistill's caches (BM25 indexes, embeddings, downloads); the data folder may be read-only."""
-    return Path(os.environ.get("RANKDISTILL_CACHE", Path.home() / ".cache" / "rankdistill"))
+    return Path(os.environ.get("RANKDISTILL_CACHE", Path.home() / ".cache" / "rankdistill")).expanduser()
 
 
 def data_dirs(data_dir: str | Path | None = None) -> list[Path]:

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rankdistill.data.datasets import cache_dir
 from rankdistill.errors import RankdistillError, require
 from rankdistill.llm._common import cut_at_stop, file_fingerprint, folder_fingerprint, split_continuation
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
@@ -25,11 +26,6 @@ from rankdistill.models import resolve_model
 from rankdistill.utils import pick_dtype
 
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """Where converted models are kept: $RANKDISTILL_CACHE, else ~/.cache/rankdistill."""
-    return Path(os.environ.get("RANKDISTILL_CACHE", Path.home() / ".cache" / "rankdistill")).expanduser()
 
 
 def gguf_as_folder(gguf: Path, dtype) -> Path:

@@ -18,7 +18,7 @@ def default_cache_dir() -> Path:
     """rankdistill's cache root ($RANKDISTILL_CACHE, else ~/.cache/rankdistill), shared with BM25 indexes."""
     from rankdistill.data.datasets import cache_dir
 
-    return Path(cache_dir()).expanduser()
+    return cache_dir()
 
 
 def model_fingerprint(name_or_path: str) -> dict[str, Any]:

@@ -147,3 +147,39 @@ class DistillationLoss(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {}
+
+
+class GroupedLoss(DistillationLoss):
+    """Base of listwise losses: a teacher temperature and each query's (student scores, teacher labels)."""
+
+    needs_groups = True
+
+    def __init__(self, model, temperature: float = 0.1):
+        super().__init__(model)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def compute(self, fwd: PairForward, labels) -> torch.Tensor:
+        name = type(self).__name__
+        if fwd.group_sizes is None:
+            raise ValueError(
+                f"{name} needs grouped rows (one query with its documents per row); "
+                "train through rankdistill.training.train, which groups pair rows by query"
+            )
+        target = stack_labels(labels).view(-1).to(fwd.scores.device)
+        if target.numel() != fwd.scores.numel():
+            raise ValueError(f"{name} needs one scalar teacher score per document")
+        groups = zip(
+            torch.split(fwd.scores.float(), fwd.group_sizes),
+            torch.split(target / self.temperature, fwd.group_sizes),
+            strict=True,
+        )
+        return torch.stack([self.group_loss(scores, teacher) for scores, teacher in groups]).mean()
+
+    def group_loss(self, scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """One query's loss from its student scores and its teacher labels divided by the temperature."""
+        raise NotImplementedError
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}

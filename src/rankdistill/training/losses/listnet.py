@@ -16,37 +16,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from rankdistill.training.losses.base import DistillationLoss, PairForward, stack_labels
+from rankdistill.training.losses.base import GroupedLoss
 
 
-class ListNetLoss(DistillationLoss):
+class ListNetLoss(GroupedLoss):
     """Cross-entropy between the teacher's and the student's top-one distributions over each group,
     averaged over groups (equal to KL divergence up to the teacher's entropy, a constant)."""
 
-    needs_groups = True
-
-    def __init__(self, model, temperature: float = 0.1):
-        super().__init__(model)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
-
-    def compute(self, fwd: PairForward, labels) -> torch.Tensor:
-        if fwd.group_sizes is None:
-            raise ValueError(
-                "listnet needs grouped rows (one query with its documents per row); "
-                "train through rankdistill.training.train, which groups pair rows by query"
-            )
-        target = stack_labels(labels).view(-1).to(fwd.scores.device)
-        if target.dim() != 1 or target.numel() != fwd.scores.numel():
-            raise ValueError("listnet needs one scalar teacher score per document")
-        losses = []
-        for scores, labels_ in zip(
-            torch.split(fwd.scores, fwd.group_sizes), torch.split(target, fwd.group_sizes), strict=True
-        ):
-            teacher = F.softmax(labels_ / self.temperature, dim=0)
-            losses.append(-(teacher * F.log_softmax(scores.float(), dim=0)).sum())
-        return torch.stack(losses).mean()
-
-    def get_config_dict(self):
-        return {"temperature": self.temperature}
+    def group_loss(self, scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return -(F.softmax(teacher, dim=0) * F.log_softmax(scores, dim=0)).sum()

@@ -20,38 +20,12 @@ from __future__ import annotations
 
 import torch
 
-from rankdistill.training.losses.base import DistillationLoss, PairForward, stack_labels
+from rankdistill.training.losses.base import GroupedLoss
 
 
-class MarginMSELoss(DistillationLoss):
+class MarginMSELoss(GroupedLoss):
     """Mean over groups of the mean squared error between centred student scores and centred
     `label / temperature`."""
 
-    needs_groups = True
-
-    def __init__(self, model, temperature: float = 0.1):
-        super().__init__(model)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
-
-    def compute(self, fwd: PairForward, labels) -> torch.Tensor:
-        if fwd.group_sizes is None:
-            raise ValueError(
-                "margin_mse needs grouped rows (one query with its documents per row); "
-                "train through rankdistill.training.train, which groups pair rows by query"
-            )
-        target = stack_labels(labels).view(-1).to(fwd.scores.device)
-        if target.numel() != fwd.scores.numel():
-            raise ValueError("margin_mse needs one scalar teacher score per document")
-        losses = []
-        for scores, labels_ in zip(
-            torch.split(fwd.scores.float(), fwd.group_sizes),
-            torch.split(target / self.temperature, fwd.group_sizes),
-            strict=True,
-        ):
-            losses.append(((scores - scores.mean()) - (labels_ - labels_.mean())).pow(2).mean())
-        return torch.stack(losses).mean()
-
-    def get_config_dict(self):
-        return {"temperature": self.temperature}
+    def group_loss(self, scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return ((scores - scores.mean()) - (teacher - teacher.mean())).pow(2).mean()
