@@ -30,7 +30,9 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import random
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,6 +99,36 @@ def _split_backbone(name_or_path: str) -> tuple[str, str | None]:
     return str(resolved), None
 
 
+def gguf_as_hf_folder(folder: str | Path, gguf_file: str) -> Path:
+    """A plain HF folder (fp32 safetensors, config, tokenizer) converted once from a GGUF file and cached.
+
+    transformers dequantizes a GGUF and rebuilds its tokenizer on every load, which takes minutes on a
+    busy CPU; the cached folder loads in seconds. Dequantized Q4 weights are stored in fp32, so the
+    cached model is exactly the one transformers builds from the GGUF.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rankdistill.data.datasets import cache_dir
+    from rankdistill.llm._common import file_fingerprint
+
+    source = Path(folder) / gguf_file
+    out = cache_dir() / "gguf-hf" / f"{source.stem}-{file_fingerprint(source)[:12]}"
+    if (out / "model.safetensors").is_file():
+        return out
+    require("gguf", "llm", "loading a GGUF backbone into transformers")
+    logger.warning("converting %s to a transformers folder (once) at %s", source, out)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    _save_causal_lm(model, tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(out)  # atomic: a reader sees no folder or a complete one
+    except OSError:  # another process finished first; theirs is the same model
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def _save_causal_lm(model, folder: Path) -> None:
     """config + model.safetensors. `save_pretrained` refuses models loaded from GGUF (they carry a
     non-serialisable quantizer record), though their weights are plain dequantized tensors."""
@@ -120,10 +152,7 @@ def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
 
     folder, gguf_file = _split_backbone(name_or_path)
     if gguf_file is not None:
-        from rankdistill.llm.hf import gguf_as_folder
-
-        # dequantized Q4 weights kept in fp32: exactly the model transformers builds from the GGUF
-        folder = str(gguf_as_folder(Path(folder) / gguf_file, torch.float32))
+        folder = str(gguf_as_hf_folder(folder, gguf_file))
     # sdpa masks padding exactly (right padding, positions 0..n-1 per row) and is faster than eager on CPU
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(folder)
