@@ -2,9 +2,9 @@
 
 The student's score margins between a query's documents should equal the teacher's margins (labels divided
 by a temperature, so that [0, 1] per-query labels become margins a cross-encoder logit can reach). Summed
-over all pairs of a group, the pairwise squared error equals (up to a factor of twice the group size) the
-squared error between the group-centred scores and the group-centred teacher labels, which is what is
-computed: one pass, no pairs materialised. For a group of two it is Hofstätter's loss.
+over all ordered pairs of a group of n, the pairwise squared error is 2 n^2 times the mean squared error
+between the group-centred scores and the group-centred teacher labels, which is what is computed: one
+pass, no pairs materialised. For a group of two it is Hofstätter's loss up to that constant factor.
 
 Why it replaces ListNet as rankdistill's default: ListNet's softmax target puts nearly all its weight on
 the teacher's top document, so the other documents of a group teach little; MarginMSE asks for the whole
