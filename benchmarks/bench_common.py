@@ -97,3 +97,12 @@ def build_probe_model(out: Path, n_train_queries: int = 120, seed: int = 0) -> P
     }
     (out / "rankdistill.json").write_text(json.dumps(meta, indent=2))
     return out
+
+
+def machine_info() -> dict:
+    """The machine a result was measured on: CPU model and the flags that change speed, usable CPUs."""
+    import platform
+
+    from rankdistill.hardware import cpu_info, usable_cpus
+
+    return {"cpu": cpu_info().summary(), "usable_cpus": usable_cpus(), "python": platform.python_version()}

@@ -39,6 +39,7 @@ from rankdistill.data.datasets import load_dataset  # noqa: E402
 from rankdistill.data.trec import write_run  # noqa: E402
 from rankdistill.data.types import Qrels, Queries, Run  # noqa: E402
 from rankdistill.evaluation import evaluate, fuse_minmax  # noqa: E402
+from rankdistill.hardware import cpu_supports_bf16
 from rankdistill.retrieval.bm25 import BM25Retriever  # noqa: E402
 from rankdistill.students import load_encoder_student, save_student, student_scores  # noqa: E402
 from rankdistill.teachers import BiEncoderTeacher, EnsembleTeacher, FirstStageTeacher, rerank_run  # noqa: E402
@@ -47,7 +48,7 @@ from rankdistill.training.data import pairs_from_teacher_run, read_pairs_jsonl, 
 from rankdistill.training.evaluator import RerankingEvaluator  # noqa: E402
 from rankdistill.training.losses import build_loss  # noqa: E402
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases  # noqa: E402
-from rankdistill.utils import cpu_supports_bf16, set_seed  # noqa: E402
+from rankdistill.utils import set_seed  # noqa: E402
 
 log = logging.getLogger("distill")
 REPO = Path(__file__).resolve().parent.parent

@@ -99,7 +99,7 @@ def start_server(gguf: Path, threads: int, n_ctx: int):
     cmd = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "rankdistill.llm.llamacpp_cpu",  # llama_cpp.server with this CPU's backend loaded
         "--model",
         str(gguf),
         "--host",

@@ -302,7 +302,7 @@ def main() -> None:
             )
     import torch
 
-    from rankdistill.utils import cpu_supports_bf16
+    from rankdistill.hardware import cpu_supports_bf16
 
     out = {
         "benchmark": "reranker_speed",

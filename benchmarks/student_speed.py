@@ -21,9 +21,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 from rankdistill.data.datasets import load_dataset  # noqa: E402
+from rankdistill.hardware import cpu_supports_bf16  # noqa: E402
 from rankdistill.retrieval.bm25 import BM25Retriever  # noqa: E402
 from rankdistill.students import load_encoder_student, student_scores  # noqa: E402
-from rankdistill.utils import cpu_supports_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

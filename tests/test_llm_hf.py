@@ -32,7 +32,7 @@ def gemma(gemma_gguf):
 
 @pytest.mark.slow  # loads Gemma in transformers (the first run converts the GGUF, minutes)
 def test_gguf_loads_in_bf16_with_identity(gemma, gemma_gguf):
-    from rankdistill.utils import cpu_supports_bf16
+    from rankdistill.hardware import cpu_supports_bf16
 
     ident = gemma.identity()
     assert ident["backend"] == "hf" and ident["model"] == gemma_gguf.name

@@ -34,7 +34,16 @@ def llama_server(gemma_gguf, tmp_path_factory):
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
     port = _free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf), "--model_alias", "gemma"]
+    # llama_cpp.server with the CPU backend of this CPU loaded (see rankdistill.llm.llamacpp_cpu)
+    cmd = [
+        sys.executable,
+        "-m",
+        "rankdistill.llm.llamacpp_cpu",
+        "--model",
+        str(gemma_gguf),
+        "--model_alias",
+        "gemma",
+    ]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "256", "--n_threads", "1"]
     cmd += ["--n_threads_batch", "1", "--verbose", "false"]
     with open(log, "wb") as fh:

@@ -50,6 +50,25 @@ def test_export_writes_models_and_measured_choice(exported):
     assert Reranker.load(exported).info()["backend"] == record["auto"]
 
 
+def test_a_choice_measured_on_another_cpu_is_not_trusted(exported, tmp_path, caplog):
+    """backend=auto follows the measurement only on the CPU it was made on; elsewhere it falls back to torch."""
+    from rankdistill.hardware import cpu_info
+
+    moved = tmp_path / "moved"
+    shutil.copytree(exported, moved)
+    choice = moved / "onnx" / "backend.json"
+    record = json.loads(choice.read_text())
+    assert record["cpu"] == cpu_info().summary()
+    record["auto"] = "onnx"
+    choice.write_text(json.dumps(record))
+    assert Reranker.load(moved).info()["backend"] == "onnx"  # same CPU: the measured choice
+    record["cpu"] = {**record["cpu"], "model": "AMD EPYC 7B13", "native_bf16": False}
+    choice.write_text(json.dumps(record))
+    with caplog.at_level("WARNING"):
+        assert Reranker.load(moved).info()["backend"] == "torch"
+    assert "measured on another CPU" in caplog.text and "AMD EPYC 7B13" in caplog.text
+
+
 def test_onnx_scores_match_torch_fp32(exported):
     pairs = [(QUERY, d) for d in DOCS]
     ref = np.asarray(Reranker.load(exported, backend="torch", dtype="fp32").score(pairs))

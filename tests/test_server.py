@@ -189,10 +189,15 @@ def test_a_failing_model_answers_500_and_the_server_survives(reranker):
         assert httpx.get(f"{url}/health").json()["batching"]["errors"] == 1
 
 
-def test_served_top_k_carries_the_rescored_scores_of_the_python_reranker(cross_encoder_dir):
-    """With the default dtype (bf16 + fp32 rescoring of the top-k where the CPU has bf16), the server's
-    top-k scores are the ones `Reranker.rerank` returns, also when requests share a batch."""
+def test_served_top_k_carries_the_rescored_scores_of_the_python_reranker(cross_encoder_dir, monkeypatch):
+    """With the default dtype (bf16 + fp32 rescoring of the top-k where the CPU has bf16, forced here on
+    every CPU), the server's top-k scores are the ones `Reranker.rerank` returns, also when requests share
+    a batch, and they are the fp32 model's."""
+    from rankdistill.hardware import BF16_ENV
+
+    monkeypatch.setenv(BF16_ENV, "1")
     auto = Reranker.load(cross_encoder_dir)
+    assert auto.rescore_backend is not None
     docs = DOCS + [f"{d} Extra words number {i}." for i, d in enumerate(DOCS)]
     with _Server(create_app(auto, max_wait_ms=30)) as url:
 
@@ -206,8 +211,7 @@ def test_served_top_k_carries_the_rescored_scores_of_the_python_reranker(cross_e
         expected = auto.rerank(f"{QUERY} {i}", docs, top_k=2)
         assert [x["index"] for x in got] == [e.index for e in expected]
         assert [x["score"] for x in got] == pytest.approx([e.score for e in expected], abs=1e-5)
-    if auto.rescore_backend is not None:  # bf16 CPUs: the served scores are the fp32 model's
-        exact = Reranker.load(cross_encoder_dir, dtype="fp32")
-        for i, got in enumerate(answers):
-            ref = exact.rerank(f"{QUERY} {i}", docs, top_k=2)
-            assert [x["score"] for x in got] == pytest.approx([e.score for e in ref], abs=1e-4)
+    exact = Reranker.load(cross_encoder_dir, dtype="fp32")
+    for i, got in enumerate(answers):
+        ref = exact.rerank(f"{QUERY} {i}", docs, top_k=2)
+        assert [x["score"] for x in got] == pytest.approx([e.score for e in ref], abs=1e-4)

@@ -1,4 +1,6 @@
-"""Small helpers shared by every layer: hashing, seeding, numeric precision, progress bars."""
+"""Small helpers shared by every layer: hashing, seeding, progress bars, batching.
+
+What depends on the machine (CPU features, dtypes, threads) lives in `rankdistill.hardware`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import json
 import os
 import random
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
 
@@ -33,39 +34,6 @@ def set_seed(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:
         pass
-
-
-@lru_cache(maxsize=1)
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 beats fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def pick_dtype(device: str = "cpu", dtype: str | None = "auto"):
-    """Resolve a dtype name ('auto', 'bf16', 'fp16', 'fp32') to a torch dtype for the device."""
-    import torch
-
-    names = {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-    }
-    if dtype not in (None, "auto"):
-        try:
-            return names[str(dtype).lower()]
-        except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}; expected one of auto, {', '.join(names)}") from None
-    if str(device).startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
 def progress(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 
 from rankdistill.cli import (  # noqa: F401
@@ -13,12 +14,15 @@ from rankdistill.cli import (  # noqa: F401
     serve_cmds,
     train_cmds,
 )
-from rankdistill.cli.app import app
+from rankdistill.cli.app import app, app_state
 from rankdistill.errors import RankdistillError
 
 
 def main() -> None:
-    """Entry point: known errors print one clear line instead of a traceback."""
+    """Entry point: known errors print one clear line instead of a traceback; a native crash (illegal
+    instruction, segmentation fault) prints the Python traceback of every thread (fault handler)."""
+    faulthandler.enable()
+    app_state.argv = sys.argv[1:]
     try:
         app(standalone_mode=True)
     except RankdistillError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import typer
 
@@ -13,6 +14,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+# `argv`: the command line when run as the `rankdistill` command (None when `app` is called from Python, as
+# tests do); commands that supervise a child process re-run it from there.
+app_state = SimpleNamespace(argv=None)
 
 
 @app.callback()

@@ -55,14 +55,25 @@ def run_cmd(
         console.print(table)
         return
 
+    from rankdistill.cli.app import app_state
+    from rankdistill.cli.supervise import is_child, run_dir_status_reader, supervise
+
+    if app_state.argv is not None and not is_child():
+        # the stages run in a child process, so a native crash in one of them is reported, not silent
+        folder = Path(run_dir or cfg.resolved_run_dir)
+        code = supervise(app_state.argv, run_dir_status_reader(folder))
+        if code:
+            raise typer.Exit(code)
+        return
+
     def on_event(result) -> None:
         mark = {
             "done": "[green]done[/]",
             "skipped": "[dim]skipped (up to date)[/]",
             "failed": "[red]FAILED[/]",
         }
-        console.print(f"stage {result.name}: {mark.get(result.status, result.status)}"
-                      + (f" in {result.seconds:.1f}s" if result.status == "done" else ""))  # fmt: skip
+        took = f" in {result.seconds:.1f}s" if result.status == "done" else ""
+        console.print(f"stage {result.name}: {mark.get(result.status, result.status)}{took}")
 
     try:
         results = run_pipeline(cfg, run_dir=run_dir, from_stage=from_stage, until=until, on_event=on_event)

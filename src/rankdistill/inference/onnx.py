@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import random
 import time
 import warnings
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError, require
+from rankdistill.hardware import cpu_info
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,8 @@ def export_onnx(
     record: dict[str, Any] = {
         "files": files,
         "opset": opset,
-        "cpu": platform.processor() or platform.machine(),
+        # the choice holds only for the CPU it was measured on (see `reranker._measured_backend`)
+        "cpu": cpu_info().summary(),
         "cpu_count": os.cpu_count(),
         "tolerance": tolerance,
         "auto": "torch",

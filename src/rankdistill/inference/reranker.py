@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError
-from rankdistill.utils import batched, pick_dtype, progress, split_sizes
+from rankdistill.hardware import cpu_info, pick_dtype
+from rankdistill.utils import batched, progress, split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -583,10 +584,18 @@ def _measured_backend(path: str, device: str) -> str:
             import onnxruntime  # noqa: F401
         except ImportError:
             return "torch"
-        if data.get("cpu_count") not in (None, os.cpu_count()):
-            log.info(
-                "backend choice in %s was measured on a machine with other CPUs; using it anyway", choice
+        here = cpu_info().summary()
+        if data.get("cpu") != here or data.get("cpu_count") != os.cpu_count():
+            # a speed ranking of backends does not carry over to another CPU (bf16, VNNI, core count)
+            log.warning(
+                "%s: the backend choice (%s) was measured on another CPU (%s); using torch here. "
+                "Run `rankdistill export --onnx` on this machine to measure it here (%s)",
+                choice,
+                best,
+                data.get("cpu"),
+                here.get("model"),
             )
+            return "torch"
     return best
 
 

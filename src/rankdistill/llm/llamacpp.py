@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError, require
+from rankdistill.hardware import usable_cpus
 from rankdistill.llm._common import (
     common_prefix_len,
     cut_at_stop,
@@ -28,20 +28,10 @@ from rankdistill.llm._common import (
     split_continuation,
 )
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.llm.llamacpp_cpu import load_cpu_backend
 from rankdistill.models import resolve_model
 
 logger = logging.getLogger(__name__)
-
-
-def usable_cpus() -> int:
-    """$RANKDISTILL_THREADS, else the CPUs this process may run on."""
-    env = os.environ.get("RANKDISTILL_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class LlamaCppLLM(LLM):
@@ -84,6 +74,7 @@ class LlamaCppLLM(LLM):
         **llama_kwargs: Any,
     ):
         llama_cpp = require("llama_cpp", "llm", "The llama.cpp backend")
+        self.cpu_backend = load_cpu_backend()  # the kernels of this CPU, picked now (see llamacpp_cpu)
         path = Path(resolve_model(model))
         if not path.is_file():
             raise RankdistillError(f"llama.cpp backend needs a GGUF file; {path} is not a file")

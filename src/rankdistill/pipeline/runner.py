@@ -94,15 +94,20 @@ class Stage:
 @dataclass
 class StageResult:
     name: str
-    status: str  # "done" | "skipped" | "failed" | "not run"
+    status: str  # "done" | "skipped" | "failed" | "not run" | "running"
     seconds: float = 0.0  # wall time in this invocation (0 when skipped)
     input_hash: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 3),
-                "input_hash": self.input_hash, "reason": self.reason}  # fmt: skip
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "input_hash": self.input_hash,
+            "reason": self.reason,
+        }
 
 
 def file_sha256(path: Path) -> str:
@@ -241,8 +246,12 @@ class Pipeline:
             rows.append({"name": stage.name, "current": current, "reason": why})
         return rows
 
-    def run(self, from_stage: str | None = None, until: str | None = None,
-            on_event: Callable[[StageResult], None] | None = None) -> list[StageResult]:  # fmt: skip
+    def run(
+        self,
+        from_stage: str | None = None,
+        until: str | None = None,
+        on_event: Callable[[StageResult], None] | None = None,
+    ) -> list[StageResult]:
         """Run the stages in order (up to `until`), skipping up-to-date ones, forcing `from_stage` and after."""
         self._check_name(from_stage, "--from")
         self._check_name(until, "--until")
@@ -255,6 +264,9 @@ class Pipeline:
                 results.append(StageResult(stage.name, "not run", reason=f"after --until {until}"))
                 continue
             forced = forced or stage.name == from_stage
+            # recorded before the stage starts, so a process that dies in it (a native crash, the OOM
+            # killer) leaves the name of the stage it died in for whoever reads pipeline.json
+            self._write_status([*results, StageResult(stage.name, "running", reason=f"pid {os.getpid()}")])
             result = self._run_stage(stage, forced)
             results.append(result)
             self._write_status(results)
@@ -336,8 +348,11 @@ class Pipeline:
             shutil.rmtree(old)
 
     def _write_status(self, results: list[StageResult]) -> None:
-        _write_json(self.run_dir / STATUS, {"stages": [r.to_dict() for r in results],
-                                            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})  # fmt: skip
+        status = {
+            "stages": [r.to_dict() for r in results],
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _write_json(self.run_dir / STATUS, status)
 
 
 def read_status(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -347,3 +362,12 @@ def read_status(run_dir: str | Path) -> list[dict[str, Any]]:
         return json.loads(path.read_text(encoding="utf-8")).get("stages", [])
     except (OSError, json.JSONDecodeError):
         return []
+
+
+def running_stage(run_dir: str | Path) -> str | None:
+    """The stage the last `run` in this folder was in when it stopped without finishing it (None when
+    every stage it started ended, in success or failure)."""
+    for row in read_status(run_dir):
+        if row.get("status") == "running":
+            return row.get("name")
+    return None

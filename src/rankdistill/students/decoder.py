@@ -42,8 +42,9 @@ import torch
 from torch import nn
 
 from rankdistill.errors import RankdistillError, require
+from rankdistill.hardware import pick_dtype
 from rankdistill.models import resolve_model
-from rankdistill.utils import batched, pick_dtype, progress, set_seed
+from rankdistill.utils import batched, progress, set_seed
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from rankdistill.errors import RankdistillError, require
+from rankdistill.hardware import pick_dtype
 from rankdistill.models import resolve_model
 from rankdistill.teachers.base import PointwiseLabel, PointwiseTeacher
-from rankdistill.utils import pick_dtype, stable_hash
+from rankdistill.utils import stable_hash
 
 
 def default_cache_dir() -> Path:

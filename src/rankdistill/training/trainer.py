@@ -23,7 +23,8 @@ import torch
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from torch import nn
 
-from rankdistill.utils import cpu_supports_bf16, set_seed
+from rankdistill.hardware import cpu_supports_bf16
+from rankdistill.utils import set_seed
 
 log = logging.getLogger(__name__)
 
