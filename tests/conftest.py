@@ -59,3 +59,24 @@ def build_cross_encoder(src: Path, out: Path, num_labels: int = 1, seed: int = 0
 def cross_encoder_dir(minilm_dir, tmp_path_factory) -> Path:
     """MiniLM with a seeded 1-logit head, saved as an encoder student folder."""
     return build_cross_encoder(minilm_dir, tmp_path_factory.mktemp("cross_encoder"), num_labels=1)
+
+
+@pytest.fixture()
+def tiny_pipeline() -> dict:
+    """`rankdistill run` on scifact scaled down to about a minute: every real stage, tiny sizes."""
+    return {
+        "name": "tiny",
+        "seed": 3,
+        "threads": 2,
+        "dataset": {"name": "scifact", "max_eval_queries": 6},
+        "bm25": {"k": 10},
+        "train_queries": {"split": "train", "max_queries": 4},
+        "queries": {"method": "sentence", "n_docs": 4, "negatives": 4},
+        "labels": {"teacher": "bm25+minilm", "depth": 5},
+        "train": {
+            "student": {"base": "minilm", "num_layers": 1, "max_length": 64},
+            "training": {"batch_size": 8, "epochs": 1, "logging_steps": 1},
+            "max_rows": 16,
+        },
+        "evaluate": {"throughput_pairs": 20, "batch_size": 16, "depth": 5},
+    }

@@ -11,23 +11,6 @@ from typer.testing import CliRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
-TINY = {
-    "name": "tiny",
-    "seed": 3,
-    "threads": 2,
-    "dataset": {"name": "scifact", "max_eval_queries": 6},
-    "bm25": {"k": 10},
-    "train_queries": {"split": "train", "max_queries": 4},
-    "queries": {"method": "sentence", "n_docs": 4, "negatives": 4},
-    "labels": {"teacher": "bm25+minilm", "depth": 5},
-    "train": {
-        "student": {"base": "minilm", "num_layers": 1, "max_length": 64},
-        "training": {"batch_size": 8, "epochs": 1, "logging_steps": 1},
-        "max_rows": 16,
-    },
-    "evaluate": {"throughput_pairs": 20, "batch_size": 16, "depth": 5},
-}
-
 
 def _run(args: list[str]):
     from rankdistill.cli import app
@@ -36,16 +19,19 @@ def _run(args: list[str]):
     return result
 
 
-def test_run_resume_and_report(tmp_path: Path, data_dir: Path, minilm_dir: Path, monkeypatch) -> None:
+def test_run_resume_and_report(
+    tmp_path: Path, data_dir: Path, minilm_dir: Path, monkeypatch, tiny_pipeline: dict
+) -> None:
+    tiny = tiny_pipeline
     monkeypatch.setenv("RANKDISTILL_DATA_DIR", str(data_dir))
     monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RANKDISTILL_CACHE_DIR", str(tmp_path / "cache"))
     config = tmp_path / "tiny.yaml"
     bad = {
-        **TINY,
+        **tiny,
         "train": {
-            **TINY["train"],
-            "student": {**TINY["train"]["student"], "base": str(tmp_path / "no-model")},
+            **tiny["train"],
+            "student": {**tiny["train"]["student"], "base": str(tmp_path / "no-model")},
         },
     }
     config.write_text(yaml.safe_dump(bad))
@@ -74,7 +60,7 @@ def test_run_resume_and_report(tmp_path: Path, data_dir: Path, minilm_dir: Path,
     )
 
     # 2. fixed config: resumes at train, earlier stages skipped, untouched
-    config.write_text(yaml.safe_dump(TINY))
+    config.write_text(yaml.safe_dump(tiny))
     result = _run(["run", str(config), "--run-dir", str(run_dir)])
     assert result.exit_code == 0, result.output
     status = {s["name"]: s["status"] for s in json.loads((run_dir / "pipeline.json").read_text())["stages"]}

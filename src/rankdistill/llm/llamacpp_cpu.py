@@ -47,15 +47,21 @@ def _variant_name(path: Path) -> str:
     return path.stem.removeprefix("lib").removeprefix("ggml-cpu-")
 
 
-def mapped_cpu_backend() -> str | None:
-    """The file name of the ggml CPU backend mapped into this process, read from /proc/self/maps."""
+def _mapped_paths(prefix: str) -> list[Path]:
+    """Files mapped into this process whose name starts with `prefix` (read from /proc/self/maps)."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            maps = fh.read()
+            lines = fh.read().splitlines()
     except OSError:
-        return None
-    names = {Path(line.split()[-1]).name for line in maps.splitlines() if "libggml-cpu" in line}
-    return ", ".join(sorted(names)) or None
+        return []
+    paths = {Path(line.split(maxsplit=5)[-1]) for line in lines if len(line.split(maxsplit=5)) == 6}
+    return sorted(p for p in paths if p.name.startswith(prefix))
+
+
+def mapped_cpu_backend() -> str | None:
+    """The file name of the ggml CPU backend mapped into this process."""
+    names = sorted({p.name for p in _mapped_paths("libggml-cpu")})
+    return ", ".join(names) or None
 
 
 def load_cpu_backend() -> str:
@@ -92,9 +98,14 @@ def load_cpu_backend() -> str:
 
 
 def _ggml_library(lib_dir: Path) -> ctypes.CDLL:
-    """libggml, the library that registers backends (already loaded by llama_cpp; this is the same handle)."""
-    for name in ("libggml.so", "libggml.dylib", "ggml.dll"):
-        path = lib_dir / name
+    """libggml, the library that registers backends, as libllama loaded it.
+
+    Wheels hold copies, not links, so libggml.so and libggml.so.0 are two files: opening the wrong one
+    would load a second ggml with its own, empty, backend registry. The copy already mapped into the
+    process (by `import llama_cpp`) is the one to open; the same file gives the same handle."""
+    mapped = _mapped_paths("libggml.so")
+    candidates = mapped + [lib_dir / n for n in ("libggml.so.0", "libggml.so", "libggml.dylib", "ggml.dll")]
+    for path in candidates:
         if path.exists():
             lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
             lib.ggml_backend_reg_count.restype = ctypes.c_size_t
