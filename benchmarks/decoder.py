@@ -128,7 +128,8 @@ def main() -> None:
     from rankdistill.data.types import Qrels
     from rankdistill.evaluation.metrics import evaluate
     from rankdistill.retrieval.bm25 import BM25Retriever
-    from rankdistill.students.decoder import DecoderStudent, examples_from_scores, train_decoder
+    from rankdistill.students.decoder import DecoderStudent
+    from rankdistill.training.decoder import examples_from_scores, train_decoder
     from rankdistill.students.encoder import load_encoder_student
     from rankdistill.teachers.base import rerank_run
     from rankdistill.teachers.encoders import BiEncoderTeacher

@@ -30,10 +30,11 @@ from pathlib import Path
 from rankdistill.data.datasets import load_dataset
 from rankdistill.data.types import Qrels, Run
 from rankdistill.evaluation.metrics import evaluate
+from rankdistill.labels.listwise import label_listwise
+from rankdistill.labels.reasoning import label_reasoning
 from rankdistill.labels.store import LabelStore
 from rankdistill.llm.factory import load_llm
-from rankdistill.teachers.listwise import label_listwise, labels_to_run
-from rankdistill.teachers.reasoning import label_reasoning
+from rankdistill.teachers.listwise import labels_to_run
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASURES = ["nDCG@10"]

@@ -201,17 +201,18 @@ def main() -> None:
     if REFERENCE not in methods:
         methods.append(REFERENCE)
     from rankdistill.data.datasets import cache_dir
-    from rankdistill.inference.reranker import Reranker, read_model_config
+    from rankdistill.inference.reranker import Reranker
+    from rankdistill.students.metadata import read_metadata
 
     model_note = "given"
     if not args.model:
         args.model = str(build_probe_model(cache_dir() / "bench" / "minilm-scifact-probe"))
-        model_note = read_model_config(args.model).get("note", "")
+        model_note = read_metadata(args.model).get("note", "")
     if (
         any(m.startswith("reranker-onnx") for m in methods)
         and not (Path(args.model) / "onnx" / "model_int8.onnx").exists()
     ):
-        from rankdistill.inference.onnx import export_onnx
+        from rankdistill.inference.export import export_onnx
 
         export_onnx(args.model, int8=True, measure=False)
     if not args.max_length:

@@ -11,10 +11,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from rankdistill.errors import RankdistillError  # noqa: E402
-from rankdistill.students.decoder import (  # noqa: E402
+from rankdistill.students.decoder import DecoderStudent  # noqa: E402
+from rankdistill.training.decoder import (  # noqa: E402
     DecoderCollator,
     DecoderExample,
-    DecoderStudent,
     examples_from_scores,
     train_decoder,
 )

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 from rankdistill.data.types import Document  # noqa: E402
 from rankdistill.errors import RankdistillError  # noqa: E402
 from rankdistill.labels.store import LabelRecord, LabelStore  # noqa: E402
-from rankdistill.students.decoder import DecoderCollator, examples_from_store  # noqa: E402
+from rankdistill.training.decoder import DecoderCollator, examples_from_store  # noqa: E402
 
 
 def _fill(store: LabelStore) -> None:

@@ -12,12 +12,12 @@ import re
 import pytest
 
 from rankdistill.data.types import Corpus, Document, Queries, Run
+from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.store import LabelStore
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
 from rankdistill.teachers.listwise import (
     ListwiseLabel,
     ListwiseTeacher,
-    label_listwise,
     labels_to_run,
     sliding_windows,
     summarize,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rankdistill.pipeline.config import ConfigError, apply_overrides, load_config, parse_config
-from rankdistill.pipeline.runner import MANIFEST, Pipeline, Stage, StageError, file_fingerprint, read_status
+from rankdistill.pipeline.runner import MANIFEST, Pipeline, Stage, StageError, input_fingerprint, read_status
 
 
 def _stages(calls: list[str], source: Path, fail: set[str] | None = None) -> list[Stage]:
@@ -39,7 +39,7 @@ def _stages(calls: list[str], source: Path, fail: set[str] | None = None) -> lis
         return {"words": len(text.split())}
 
     return [
-        Stage("read", read, external=lambda cfg: file_fingerprint(source)),
+        Stage("read", read, external=lambda cfg: input_fingerprint(source)),
         # settings deliberately ignore the case of `mode`, so "upper" -> "UPPER" reruns nothing;
         # `transform_version` changes the settings but not the output
         Stage(

@@ -9,13 +9,12 @@ import re
 import pytest
 
 from rankdistill.data.types import Corpus, Document, Queries, Run
+from rankdistill.labels.reasoning import label_reasoning, reasoning_targets
 from rankdistill.labels.store import LabelStore
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
 from rankdistill.teachers.reasoning import (
     ReasoningTeacher,
     comparison_windows,
-    label_reasoning,
-    reasoning_targets,
 )
 
 

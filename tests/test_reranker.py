@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -105,6 +106,22 @@ def test_bad_model_folders_fail_clearly(minilm_dir, tmp_path):
     (path / "rankdistill.json").write_text(json.dumps({"student_type": "decoder"}))
     with pytest.raises(RankdistillError, match="decoder"):
         Reranker.load(path)  # no decoder student module (yet) or not loadable: a clear error, not a traceback
+
+
+def test_a_folder_without_a_trained_head_is_refused(minilm_dir, cross_encoder_dir, tmp_path):
+    """The bi-encoder MiniLM would load with a random head and score noise; refuse it, saying what it is."""
+    from safetensors.torch import load_file, save_file
+
+    with pytest.raises(RankdistillError, match=r"not a reranker: .*\['BertModel'\]"):
+        Reranker.load("minilm")
+    headless = tmp_path / "headless"
+    shutil.copytree(cross_encoder_dir, headless)
+    weights = load_file(str(headless / "model.safetensors"))
+    kept = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
+    assert len(kept) < len(weights)
+    save_file(kept, str(headless / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(RankdistillError, match="no ranking head weights"):
+        Reranker.load(headless)
 
 
 def test_long_documents_truncate_or_maxp(cross_encoder_dir):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from rankdistill.version import __version__
 
 _EXPORTS = {
     "Corpus": "rankdistill.data",

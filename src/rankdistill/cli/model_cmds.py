@@ -34,7 +34,7 @@ def export_cmd(
     adds an ONNX Runtime version, used by `backend=auto` only when it measured faster and faithful here."""
     if not onnx:
         raise typer.BadParameter("nothing to export: pass --onnx (optionally with --int8)")
-    from rankdistill.inference.onnx import export_onnx
+    from rankdistill.inference.export import export_onnx
 
     record = export_onnx(
         model, int8=int8, opset=opset, measure=measure, threads=threads, tolerance=tolerance, n_pairs=pairs

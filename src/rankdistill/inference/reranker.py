@@ -8,13 +8,9 @@ measured faster (`rankdistill export --onnx`).
 
 Exact top-k with bf16 speed (the default when bf16 is chosen automatically): `rerank`/`rerank_many` score
 every pair in bf16, then rescore in fp32 (a second fp32 copy of the weights, loaded once) only the
-documents that could be in the top-k: those whose bf16 score is within `rescore_margin` of the k-th best
-bf16 score (k = `top_k`, or `rescore_top_k` = 10 when all documents are returned). If every score is
-within e of its fp32 value, a margin of 2e provably keeps every fp32 top-k document in that set (the
-fp32 k-th best is >= the bf16 k-th best - e); the default 0.1 is about 4x the largest bf16-vs-fp32
-difference measured on scifact (0.026), and each call checks the bound on the rescored documents and
-widens the margin when their observed error says it was too small. The top-k then carries fp32 scores
-in fp32 order; documents below it keep their bf16 scores. `score()` stays pure bf16 (`exact=True` for fp32).
+documents that could be in the top-k (k = `top_k`, or `rescore_top_k` = 10 when all documents are
+returned); see `rankdistill.inference.rescore` for why that is exact. `score()` stays pure bf16
+(`exact=True` for fp32). The backends are `rankdistill.inference.backends`.
 
 Scores are raw logits: with one output, the logit; with two (InRanker's false/true pair), logit[1] - logit[0].
 Both are monotone in relevance, which is all ranking needs; apply a sigmoid for a probability.
@@ -30,9 +26,7 @@ Long documents (the `long_docs` argument, per call or as the default of `load`):
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,16 +36,15 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError
-from rankdistill.hardware import cpu_info, pick_dtype
+from rankdistill.inference.backends import OnnxBackend, TorchBackend, measured_backend
+from rankdistill.inference.rescore import rescore_top_k
+from rankdistill.students.metadata import read_metadata
 from rankdistill.utils import batched, progress, split_sizes
 
 log = logging.getLogger(__name__)
 
 LONG_DOC_POLICIES = ("truncate", "maxp")
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-CONFIG_NAME = "rankdistill.json"
-ONNX_DIR = "onnx"
-BACKEND_CHOICE = "backend.json"  # written by `rankdistill export --onnx`: measured speed of each backend
 # bf16 top-k candidates within this much of the k-th best bf16 score are rescored in fp32: about 4x the
 # largest bf16-vs-fp32 logit difference measured on scifact BM25 top-100 (0.026), the bound needing 2x.
 RESCORE_MARGIN = 0.1
@@ -79,18 +72,42 @@ class RerankResult:
         return out
 
 
-def read_model_config(path: str | Path) -> dict[str, Any]:
-    """The `rankdistill.json` a student folder carries ({} for a plain HF cross-encoder folder)."""
-    cfg = Path(path) / CONFIG_NAME
-    if not cfg.is_file():
-        return {}
+# parameter names of a sequence-classification head, by architecture family (BERT and most encoders:
+# classifier.*; RoBERTa: classifier.dense/out_proj; decoder LMs such as Qwen or Llama: score.*)
+HEAD_PREFIXES = ("classifier.", "score.")
+
+
+def require_ranking_head(path: Path) -> None:
+    """Refuse a model folder that has no trained ranking head: transformers would attach a randomly
+    initialised one (with a warning in a log) and every score would be noise. A bi-encoder such as
+    all-MiniLM-L6-v2 is the usual case: it is a student's starting point, not a reranker."""
+    import json
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise RankdistillError(f"{path}: no config.json; expected a trained student or cross-encoder folder")
     try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RankdistillError(f"{cfg}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise RankdistillError(f"{cfg}: expected a JSON object with 'student_type'")
-    return data
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RankdistillError(f"{config_file}: not valid JSON ({exc})") from None
+    archs = config.get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise RankdistillError(
+            f"{path}: not a reranker: its config.json names architectures {archs or 'none'}, no "
+            "*ForSequenceClassification head. Train a student from it (rankdistill train / run) or give a "
+            "cross-encoder folder."
+        )
+    weights = path / "model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="np") as fh:
+            keys = list(fh.keys())
+        if not any(k.startswith(HEAD_PREFIXES) or ".classifier." in k or ".score." in k for k in keys):
+            raise RankdistillError(
+                f"{weights}: no ranking head weights (no classifier.* or score.* tensor among {len(keys)}); "
+                "the head would be random. Train a student from this model first."
+            )
 
 
 def _doc_text(doc: Any) -> str:
@@ -111,54 +128,6 @@ def _doc_id(doc: Any, index: int) -> str:
         return str(doc["id"])
     doc_id = getattr(doc, "id", None)
     return str(doc_id) if doc_id is not None else str(index)
-
-
-class _TorchBackend:
-    """A transformers sequence-classification model on CPU or GPU, in the chosen dtype."""
-
-    name = "torch"
-
-    def __init__(self, path: str, device: str, dtype: str | None):
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        self.torch = torch
-        self.device = device
-        self.dtype = pick_dtype(device, dtype)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype)
-        self.model = model.to(device).eval()
-        if self.dtype != torch.float32:
-            _head_in_fp32(model)
-        self.num_labels = int(model.config.num_labels)
-        self.dtype_name = str(self.dtype).replace("torch.", "")
-
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
-        torch = self.torch
-        feeds = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-        if token_type_ids is not None:
-            feeds["token_type_ids"] = torch.from_numpy(token_type_ids)
-        with torch.inference_mode():
-            feeds = {k: v.to(self.device) for k, v in feeds.items()}
-            logits = self.model(**feeds).logits
-        return logits.float().cpu().numpy()
-
-
-def _head_in_fp32(model: Any) -> None:
-    """Run the pooler and classification head in fp32 on top of a bf16/fp16 encoder: they are a tiny share
-    of the compute, and a large head weight would otherwise amplify the rounding of its bf16 input."""
-    import torch
-
-    def to_fp32(module, args):
-        return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-
-    base = getattr(model, "base_model", None)
-    heads = [getattr(base, "pooler", None)] + [
-        getattr(model, n, None) for n in ("classifier", "score", "head")
-    ]
-    for head in heads:
-        if isinstance(head, torch.nn.Module) and head is not base:
-            head.float()
-            head.register_forward_pre_hook(to_fp32)
 
 
 class Reranker:
@@ -251,13 +220,15 @@ class Reranker:
         from rankdistill.models import resolve_model
 
         path = resolve_model(path)
-        config = read_model_config(path) if Path(path).is_dir() else {}
+        config = read_metadata(path) if Path(path).is_dir() else {}
         if config.get("student_type") == "decoder":
             return DecoderReranker.load(
                 path, config=config, dtype=dtype, threads=threads, batch_size=batch_size
             )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if Path(path).is_dir():
+            require_ranking_head(Path(path))
         if threads:
             import torch
 
@@ -268,18 +239,16 @@ class Reranker:
         if not getattr(tokenizer, "is_fast", False):
             log.warning("%s has no fast tokenizer; tokenisation will be slow", path)
         if backend == "auto":
-            backend = _measured_backend(path, device)
+            backend = measured_backend(path, device)
         rescorer = None
         if backend == "torch":
-            impl = _TorchBackend(path, device, dtype)
+            impl = TorchBackend(path, device, dtype)
             reduced = impl.dtype != impl.torch.float32
             if rescore is None:
                 rescore = reduced and dtype in (None, "auto")
             if rescore and reduced:
-                rescorer = _TorchBackend(path, device, "fp32")
+                rescorer = TorchBackend(path, device, "fp32")
         else:
-            from rankdistill.inference.onnx import OnnxBackend
-
             impl = OnnxBackend.from_model_dir(path, int8=backend == "onnx-int8", threads=threads)
         if max_length is None:
             max_length = config.get("max_length") or _model_max_length(tokenizer, impl)
@@ -511,41 +480,12 @@ class Reranker:
     def _rescore_top(
         self, pairs: list, scores: list[float], sizes: list[int], ks: list[int], long_docs: str | None
     ) -> list[float]:
-        """`scores` with the fp32 score of every document that could be in its request's fp32 top-k
-        (`ks[i]` for request i).
+        """`scores` with the fp32 score of every document that could be in its request's top-k."""
 
-        Candidates: bf16 score >= (k-th best bf16 score) - margin. The guarantee needs every candidate's
-        error <= margin / 2; the largest error seen on the rescored ones estimates that, and when it says
-        the margin was too small the margin is widened (to 4x that error) and the newly admitted documents
-        rescored too, so a model whose bf16 error is larger than the default assumes stays exact."""
-        bf16 = np.asarray(scores, dtype=np.float64)
-        out = bf16.copy()
-        done = np.zeros(len(bf16), dtype=bool)
-        bounds, start = [], 0
-        for n, k in zip(sizes, ks, strict=True):
-            s = bf16[start : start + n]
-            bounds.append((start, n, np.sort(s)[::-1][min(k, n) - 1] if n else 0.0))
-            start += n
-        margin = self.rescore_margin
-        for _ in range(4):
-            todo = np.zeros(len(bf16), dtype=bool)
-            for start, n, kth in bounds:
-                todo[start : start + n] = bf16[start : start + n] >= kth - margin
-            todo &= ~done
-            if not todo.any():
-                break
-            idx = np.flatnonzero(todo)
-            exact = self._score_with(self.rescore_backend, [pairs[i] for i in idx], long_docs, None, False)
-            out[idx] = exact
-            done[idx] = True
-            self.rescore_stats["rescored"] += len(idx)
-            err = float(np.max(np.abs(out[done] - bf16[done])))
-            if 2 * err <= margin:
-                break
-            margin = 4 * err
-            self.rescore_stats["widened"] += 1
-        self.rescore_stats["pairs"] += len(bf16)
-        return out.tolist()
+        def exact(idx: list[int]) -> list[float]:
+            return self._score_with(self.rescore_backend, [pairs[i] for i in idx], long_docs, None, False)
+
+        return rescore_top_k(scores, sizes, ks, exact, margin=self.rescore_margin, stats=self.rescore_stats)
 
     def explain(self, query: str, documents: Sequence[Any]) -> list[dict[str, Any]]:
         """Why each document may score as it does: for an encoder, the query terms it matches (exact and
@@ -566,37 +506,6 @@ def _model_max_length(tokenizer: Any, backend: Any) -> int:
     model = getattr(backend, "model", None)
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 512
     return int(min(limit, positions, 8192))
-
-
-def _measured_backend(path: str, device: str) -> str:
-    """The backend `rankdistill export --onnx` measured fastest here (torch if none was exported, on GPU,
-    or when onnxruntime is not installed)."""
-    choice = Path(path) / ONNX_DIR / BACKEND_CHOICE
-    if device != "cpu" or not choice.is_file():
-        return "torch"
-    try:
-        data = json.loads(choice.read_text(encoding="utf-8"))
-        best = data.get("auto", "torch")
-    except (OSError, json.JSONDecodeError):
-        return "torch"
-    if best.startswith("onnx"):
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return "torch"
-        here = cpu_info().summary()
-        if data.get("cpu") != here or data.get("cpu_count") != os.cpu_count():
-            # a speed ranking of backends does not carry over to another CPU (bf16, VNNI, core count)
-            log.warning(
-                "%s: the backend choice (%s) was measured on another CPU (%s); using torch here. "
-                "Run `rankdistill export --onnx` on this machine to measure it here (%s)",
-                choice,
-                best,
-                data.get("cpu"),
-                here.get("model"),
-            )
-            return "torch"
-    return best
 
 
 class DecoderReranker(Reranker):

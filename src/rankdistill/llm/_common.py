@@ -1,44 +1,13 @@
-"""Helpers every backend shares: model fingerprints, the prompt/continuation token split, stop strings."""
+"""Helpers every backend shares: the prompt/continuation token split, stop strings, log-probabilities.
+
+Model fingerprints are `rankdistill.fingerprint`'s."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
-
-_CHUNK = 8 << 20  # bytes hashed from each end of a weight file
-
-
-def file_fingerprint(path: str | Path) -> str:
-    """Content fingerprint of a (possibly multi-GB) weight file: its size and a hash of its first and
-    last 8 MiB. GGUF and safetensors headers hold every tensor's name, shape and offset, so two different
-    models never share this; hashing the whole file would cost seconds per load for a 7B model."""
-    p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with open(p, "rb") as fh:
-        h.update(fh.read(_CHUNK))
-        if size > 2 * _CHUNK:
-            fh.seek(size - _CHUNK)
-            h.update(fh.read(_CHUNK))
-    return h.hexdigest()[:24]
-
-
-def folder_fingerprint(folder: str | Path) -> str:
-    """Fingerprint of a model folder: config, tokenizer files and weight files (see `file_fingerprint`)."""
-    folder = Path(folder)
-    h = hashlib.sha256()
-    for f in sorted(folder.iterdir()):
-        if not f.is_file():
-            continue
-        if f.suffix in {".safetensors", ".bin", ".gguf", ".pt", ".pth", ".model"}:
-            h.update(f"{f.name}:{file_fingerprint(f)}".encode())
-        elif f.suffix in {".json", ".txt"}:
-            h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:24]
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:

@@ -20,8 +20,9 @@ from typing import Any
 
 from rankdistill.data.datasets import cache_dir
 from rankdistill.errors import RankdistillError, require
+from rankdistill.fingerprint import file_fingerprint, folder_fingerprint
 from rankdistill.hardware import pick_dtype
-from rankdistill.llm._common import cut_at_stop, file_fingerprint, folder_fingerprint, split_continuation
+from rankdistill.llm._common import cut_at_stop, split_continuation
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
 from rankdistill.models import resolve_model
 

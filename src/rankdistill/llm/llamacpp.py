@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError, require
+from rankdistill.fingerprint import file_fingerprint
 from rankdistill.hardware import usable_cpus
 from rankdistill.llm._common import (
     common_prefix_len,
     cut_at_stop,
-    file_fingerprint,
     logprob_of,
     split_continuation,
 )

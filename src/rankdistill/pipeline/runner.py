@@ -133,7 +133,7 @@ def hash_outputs(folder: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def file_fingerprint(path: str | Path) -> dict[str, Any]:
+def input_fingerprint(path: str | Path) -> dict[str, Any]:
     """A cheap fingerprint of an input file or folder outside the run (path, size, mtime of each file),
     as make does: rehashing a large corpus on every run would cost more than some stages."""
     path = Path(path).resolve()

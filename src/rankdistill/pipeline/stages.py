@@ -29,7 +29,7 @@ from rankdistill.data.jsonl import iter_jsonl, write_jsonl
 from rankdistill.data.types import Qrels, Queries, Run
 from rankdistill.errors import DataError, RankdistillError
 from rankdistill.pipeline.config import PipelineConfig
-from rankdistill.pipeline.runner import Stage, StageContext, file_fingerprint, read_manifest
+from rankdistill.pipeline.runner import Stage, StageContext, input_fingerprint, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _dataset_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:
     from rankdistill.data import resolve_dataset
 
     try:
-        return file_fingerprint(resolve_dataset(cfg.dataset.name, cfg.dataset.data_dir, download=False))
+        return input_fingerprint(resolve_dataset(cfg.dataset.name, cfg.dataset.data_dir, download=False))
     except DataError:  # not downloaded yet: the data stage downloads it (and reruns once it is local)
         return {"dataset": cfg.dataset.name, "local": False}
 
@@ -601,7 +601,7 @@ def build_stages() -> list[Stage]:
 
 
 def build_pipeline(config: PipelineConfig, run_dir: str | Path | None = None):
-    from rankdistill import __version__
+    from rankdistill.version import __version__
     from rankdistill.pipeline.runner import Pipeline
 
     return Pipeline(build_stages(), config, run_dir or config.resolved_run_dir, version=__version__)

@@ -12,17 +12,15 @@ InRanker's monoT5 and the score is `logit[1] - logit[0]`.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from rankdistill.errors import RankdistillError
 from rankdistill.models import resolve_model
+from rankdistill.students.metadata import read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
-
-METADATA_FILE = "rankdistill.json"
 
 
 def _default_base() -> str:
@@ -117,19 +115,8 @@ def save_student(model, path: str | Path, metadata: dict[str, Any] | None = None
         "architecture": (cfg.architectures or [type(model.model).__name__])[0],
     }
     meta.update(metadata or {})
-    (path / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_metadata(path, meta)
     return path
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The `rankdistill.json` of a saved student ({} when the folder has none)."""
-    meta = Path(path) / METADATA_FILE
-    if not meta.exists():
-        return {}
-    try:
-        return json.loads(meta.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RankdistillError(f"{meta}: invalid JSON ({exc.msg}); expected the student's metadata") from None
 
 
 def load_student(path: str | Path, device: str | None = "cpu", max_length: int | None = None):

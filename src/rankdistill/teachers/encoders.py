@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rankdistill.errors import RankdistillError, require
+from rankdistill.fingerprint import model_fingerprint
 from rankdistill.hardware import pick_dtype
 from rankdistill.models import resolve_model
 from rankdistill.teachers.base import PointwiseLabel, PointwiseTeacher
@@ -20,25 +21,6 @@ def default_cache_dir() -> Path:
     from rankdistill.data.datasets import cache_dir
 
     return cache_dir()
-
-
-def model_fingerprint(name_or_path: str) -> dict[str, Any]:
-    """What identifies a model: a hub name as is; a local folder by its config and weight files' sizes
-    (hashing gigabytes of weights on every run would cost more than the labels)."""
-    path = Path(name_or_path)
-    if not path.exists():
-        return {"name": str(name_or_path)}
-    if path.is_file():
-        return {"name": path.name, "size": path.stat().st_size}
-    files = {}
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and (
-            f.suffix in {".safetensors", ".bin", ".onnx"} or f.name in {"config.json", "tokenizer.json"}
-        ):
-            files[str(f.relative_to(path))] = f.stat().st_size
-    config = path / "config.json"
-    config_hash = stable_hash(config.read_text(encoding="utf-8"), 16) if config.exists() else None
-    return {"name": path.name, "config": config_hash, "files": files}
 
 
 def _dtype_name(dtype) -> str:

@@ -8,7 +8,7 @@
 Answers are JSON objects checked against pydantic schemas. An invalid answer is sent back to the model
 with the validation error, at most `max_retries` times; what is still invalid is recorded as a failure
 (with every attempt), never dropped. Stored values carry the prompt versions, ready to be training
-targets for a reasoning student (`reasoning_targets`).
+targets for a reasoning student (`rankdistill.labels.reasoning.reasoning_targets`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from rankdistill.data.types import Document, Run
 from rankdistill.llm.base import LLM
-from rankdistill.teachers.listwise import label_listwise, supports_json_schema, truncate_words
+from rankdistill.teachers.listwise import supports_json_schema, truncate_words
 from rankdistill.teachers.parsing import parse_structured
 from rankdistill.teachers.prompts import get_prompt
 from rankdistill.teachers.prompts.listwise import render_passages
@@ -326,144 +325,3 @@ def comparison_windows(n: int, size: int) -> list[tuple[int, int]]:
         spans.append((start, end))
         start = end - 1
     return spans
-
-
-def label_reasoning(
-    llm: LLM,
-    store: Any,
-    queries: Mapping[str, str],
-    corpus: Mapping[str, Document],
-    run: Run,
-    *,
-    explicit_depth: int = 10,
-    comparison_depth: int = 10,
-    comparison_window: int = 5,
-    max_retries: int = 2,
-    max_passage_words: int | None = 150,
-    constrained: bool | None = None,
-    listwise: Mapping[str, Any] | None = None,
-    batch_size: int = 8,
-    seed: int = 0,
-    limit: int | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Reasoning labels for the queries of `queries` with candidates in `run` (the first `limit`):
-
-    1. the listwise permutation of each query (`label_listwise` with the `listwise` settings, reusing
-       labels already in the store);
-    2. explicit reasoning for the top `explicit_depth` documents of that permutation;
-    3. comparison reasoning over its top `comparison_depth` documents, in windows of
-       `comparison_window` that overlap by one, each tied to the permutation's order.
-
-    Each label is one record of kind "reasoning"; resumable like every labelling run. Returns a summary.
-    """
-    from rankdistill.labels.runner import LabelJob, run_jobs
-    from rankdistill.labels.store import LabelStore
-
-    lw_settings = dict(listwise or {})
-    lw_settings.setdefault("seed", seed)
-    lw_settings.setdefault("constrained", constrained)
-    labels, lw_summary = label_listwise(llm, store, queries, corpus, run, batch_size=batch_size, limit=limit,
-                                        show_progress=show_progress, **lw_settings)  # fmt: skip
-    teacher = ReasoningTeacher(llm, max_retries=max_retries, max_passage_words=max_passage_words,
-                               constrained=constrained, seed=seed)  # fmt: skip
-    identity = teacher.identity()
-    text = {d: truncate_words(corpus[d].full_text, max_passage_words) for lab in labels for d in lab.doc_ids}
-
-    explicit_jobs, comparison_jobs = [], []
-    for lab in labels:
-        for d in lab.permutation[:explicit_depth]:
-            key = LabelStore.key(
-                {**identity, "type": "explicit"}, teacher.explicit_prompt.identity(), lab.query, text[d]
-            )
-            explicit_jobs.append(LabelJob(key, (lab.query, text[d]), lab.query_id, [d], lab.query))
-        top = lab.permutation[:comparison_depth]
-        for lo, hi in comparison_windows(len(top), comparison_window):
-            ids = top[lo:hi]
-            texts = [text[d] for d in ids]
-            key = LabelStore.key(
-                {**identity, "type": "comparison"}, teacher.comparison_prompt.identity(), lab.query, texts
-            )
-            comparison_jobs.append(
-                LabelJob(key, (lab.query, texts, ids, lo + 1), lab.query_id, ids, lab.query)
-            )
-
-    prompts = teacher.prompts()
-
-    def explain(payloads: list) -> list[dict]:
-        return [r.to_value(prompts=prompts) for r in teacher.explain(payloads)]
-
-    def compare(payloads: list) -> list[dict]:
-        results = teacher.compare([(q, texts) for q, texts, _, _ in payloads])
-        out = []
-        for (_, _, ids, first_rank), r in zip(payloads, results, strict=True):
-            value = r.to_value(prompts=prompts, doc_ids=list(ids), first_rank=first_rank)
-            for c in value.get("comparisons", []):  # window identifiers -> document ids
-                c["higher_doc"], c["lower_doc"] = ids[c["higher"] - 1], ids[c["lower"] - 1]
-            out.append(value)
-        return out
-
-    common = {
-        "kind": "reasoning",
-        "teacher_identity": identity,
-        "batch_size": batch_size,
-        "show_progress": show_progress,
-    }
-    ex = run_jobs(store, explicit_jobs, explain, teacher_name="reasoning-explicit", desc="explicit reasoning",
-                  unit="pair", **common)  # fmt: skip
-    cp = run_jobs(store, comparison_jobs, compare, teacher_name="reasoning-comparison", desc="comparison reasoning",
-                  unit="window", **common)  # fmt: skip
-    return {
-        "listwise": lw_summary,
-        "explicit": _reasoning_summary([ex.values[j.key] for j in explicit_jobs], ex.stats),
-        "comparison": _reasoning_summary([cp.values[j.key] for j in comparison_jobs], cp.stats),
-    }
-
-
-def _reasoning_summary(values: list[dict], stats: Any) -> dict[str, Any]:
-    n = max(len(values), 1)
-    failed = [v for v in values if v.get("status") != "ok"]
-    attempts: dict[int, int] = {}
-    for v in values:
-        attempts[len(v.get("attempts", []))] = attempts.get(len(v.get("attempts", [])), 0) + 1
-    return {
-        "labels": len(values),
-        "ok": len(values) - len(failed),
-        "failed": len(failed),
-        "failure_rate": len(failed) / n,
-        "first_try_ok_rate": sum(v.get("status") == "ok" and len(v.get("attempts", [])) == 1 for v in values)
-        / n,
-        "attempts_histogram": dict(sorted(attempts.items())),
-        "llm_calls_per_label": sum(v.get("llm_calls", 0) for v in values) / n,
-        "prompt_tokens_per_label": sum(v.get("prompt_tokens", 0) for v in values) / n,
-        "completion_tokens_per_label": sum(v.get("completion_tokens", 0) for v in values) / n,
-        "cached": stats.cached,
-        "computed": stats.computed,
-    }
-
-
-def reasoning_targets(store: Any, corpus: Mapping[str, Document] | None = None) -> Iterator[dict[str, Any]]:
-    """Valid reasoning labels as (input, target text) examples for a reasoning student; failures are
-    skipped here (they stay in the store, with their attempts)."""
-    for rec in store.iter_records(kind="reasoning"):
-        v = rec.value
-        if v.get("status") != "ok":
-            continue
-        example = {
-            "type": v.get("type"),
-            "query_id": rec.query_id,
-            "query": rec.query,
-            "doc_ids": rec.doc_ids,
-        }
-        if v.get("type") == "explicit":
-            example["target"] = f"{v['reasoning']} Relevance: {v['relevance']}"
-        else:
-            first = int(v.get("first_rank", 1))
-            example["target"] = "\n".join(
-                f"[{c['higher'] + first - 1}] > [{c['lower'] + first - 1}]: {c['reason']}"
-                for c in v["comparisons"]
-            )
-        if corpus is not None:
-            example["documents"] = [corpus[d].full_text for d in rec.doc_ids if d in corpus]
-        example["prompts"] = v.get("prompts")
-        yield example

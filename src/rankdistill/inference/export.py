@@ -1,4 +1,4 @@
-"""ONNX export of an encoder student and an ONNX Runtime backend for `Reranker`.
+"""ONNX export of an encoder student, and the measurement that tells `Reranker` which backend to use.
 
 `export_onnx(model_dir)` writes `model_dir/onnx/model.onnx` (fp32), optionally `model_int8.onnx`
 (dynamic int8 quantisation of the weights), then times every backend on the same pairs on this
@@ -24,55 +24,10 @@ import numpy as np
 
 from rankdistill.errors import RankdistillError, require
 from rankdistill.hardware import cpu_info
+from rankdistill.inference.backends import BACKEND_CHOICE, FP32_FILE, INT8_FILE, ONNX_DIR
+from rankdistill.students.metadata import read_metadata
 
 log = logging.getLogger(__name__)
-
-FP32_FILE = "model.onnx"
-INT8_FILE = "model_int8.onnx"
-
-
-class OnnxBackend:
-    """An exported model run by ONNX Runtime on CPU; same call contract as the torch backend."""
-
-    def __init__(self, model_file: str | Path, num_labels: int, threads: int | None = None):
-        ort = require("onnxruntime", "onnx", "The ONNX Runtime backend")
-        model_file = Path(model_file)
-        if not model_file.is_file():
-            raise RankdistillError(f"{model_file}: no ONNX model; create it with `rankdistill export --onnx`")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        self.num_labels = int(num_labels)
-        self.threads = threads
-        self.int8 = model_file.name == INT8_FILE
-        self.name = "onnx-int8" if self.int8 else "onnx"
-        self.dtype_name = "int8" if self.int8 else "float32"
-        self.model_file = model_file
-
-    @classmethod
-    def from_model_dir(
-        cls, model_dir: str | Path, int8: bool = False, threads: int | None = None
-    ) -> OnnxBackend:
-        model_dir = Path(model_dir)
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        from rankdistill.inference.reranker import ONNX_DIR
-
-        return cls(
-            model_dir / ONNX_DIR / (INT8_FILE if int8 else FP32_FILE), config.get("num_labels", 1), threads
-        )
-
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = (
-                token_type_ids if token_type_ids is not None else np.zeros_like(input_ids)
-            )
-        return self.session.run(["logits"], feeds)[0].astype(np.float32, copy=False)
 
 
 def _export_graph(model_dir: Path, out_file: Path, opset: int) -> None:
@@ -156,12 +111,8 @@ def measure_backends(
     ref_scores = np.asarray(reference.score(pairs))
     out: dict[str, dict[str, Any]] = {}
     for name in backends:
-        rr = (
-            reference
-            if name == "torch-fp32"
-            # score() speed only: no fp32 copy for rerank's top-k rescoring
-            else Reranker.load(model_dir, backend=name.split("-fp32")[0], threads=threads, rescore=False)
-        )
+        # score() speed only: no fp32 copy for rerank's top-k rescoring
+        rr = Reranker.load(model_dir, backend=name, threads=threads, rescore=False)
         rr.score(pairs[:16])  # warm-up: first calls allocate and pick kernels
         best = float("inf")
         for _ in range(repeats):
@@ -192,12 +143,11 @@ def export_onnx(
     fastest here (see the module docstring). Returns what was written to `backend.json`."""
     require("onnx", "onnx", "ONNX export")
     require("onnxruntime", "onnx", "ONNX export")
-    from rankdistill.inference.reranker import BACKEND_CHOICE, ONNX_DIR, read_model_config
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise RankdistillError(f"{model_dir}: not a model folder (no config.json)")
-    if read_model_config(model_dir).get("student_type") == "decoder":
+    if read_metadata(model_dir).get("student_type") == "decoder":
         raise RankdistillError(f"{model_dir}: ONNX export supports encoder students only; this is a decoder")
     out_dir = model_dir / ONNX_DIR
     out_dir.mkdir(exist_ok=True)
@@ -214,7 +164,7 @@ def export_onnx(
     record: dict[str, Any] = {
         "files": files,
         "opset": opset,
-        # the choice holds only for the CPU it was measured on (see `reranker._measured_backend`)
+        # the choice holds only for the CPU it was measured on (see `backends.measured_backend`)
         "cpu": cpu_info().summary(),
         "cpu_count": os.cpu_count(),
         "tolerance": tolerance,
