@@ -82,6 +82,12 @@ def serve_cmd(
     ),
     max_documents: int = typer.Option(1000, "--max-documents", help="Most documents per request (else 413)."),
     max_chars: int = typer.Option(20000, "--max-chars", help="Most characters per document (else 413)."),
+    max_request_chars: int = typer.Option(
+        1_000_000, "--max-request-chars", help="Most document characters per request, all told (else 413)."
+    ),
+    body_timeout: float = typer.Option(
+        30.0, "--body-timeout", help="Seconds a client has to send its request body (else 408)."
+    ),
     max_batch_pairs: int = typer.Option(
         64, "--max-batch-pairs", help="Most pairs per micro-batch (more adds latency, not CPU throughput)."
     ),
@@ -110,8 +116,10 @@ def serve_cmd(
         api_key=api_key,
         max_documents=max_documents,
         max_chars=max_chars,
+        max_request_chars=max_request_chars,
         max_batch_pairs=max_batch_pairs,
         max_wait_ms=max_wait_ms,
+        body_timeout_s=body_timeout,
     )
     info = reranker.info()
     typer.echo(

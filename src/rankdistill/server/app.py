@@ -2,19 +2,24 @@
 
 Build it with `create_app(reranker, ...)` (the `rankdistill serve` command does, then runs uvicorn).
 Every scoring request goes through one `MicroBatcher`, so concurrent clients share model passes.
-Limits answer 413 (too many documents, a document or query too long, a body too large); a body that is
-not JSON or not the expected shape answers 422 with the field at fault; a wrong or missing API key
-answers 401. An error inside the model answers 500 for that request only: the server keeps serving.
+Limits answer 413 (too many documents or characters, a document or query too long, a body too large,
+chunked or not), a body that takes longer than `body_timeout_s` to arrive 408; a body that is not JSON,
+not the expected shape, or text that is not valid Unicode answers 422 with the field at fault; a wrong
+or missing API key answers 401. A client that goes away has its queued model work dropped. An error
+inside the model answers 500 for that request only, with an error id (the detail goes to the log, not
+to the client): the server keeps serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import logging
 import os
+import uuid
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from rankdistill.errors import require
 
@@ -80,28 +85,97 @@ class HealthResponse(BaseModel):
     batching: dict[str, Any]
 
 
-class _BodyLimit:
-    """ASGI middleware: refuse a body larger than `max_bytes` (by Content-Length) before reading it."""
+class _BodyGuard:
+    """ASGI middleware: reads the whole body before the app sees it, refusing one over `max_bytes` (by
+    Content-Length at once, or as its chunks arrive: a chunked body declares no length) and one that does
+    not arrive within `timeout_s` (a slow client would otherwise hold its connection and memory)."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def _refuse(self, scope, receive, send, status: int, message: str) -> None:
+        await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length":
-                    try:
-                        size = int(value)
-                    except ValueError:
-                        size = 0
-                    if size > self.max_bytes:
-                        msg = f"request body is {size} bytes; the limit is {self.max_bytes} bytes"
-                        response = JSONResponse({"detail": msg}, status_code=413)
-                        await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                size = int(value) if value.isdigit() else 0
+                if size > self.max_bytes:
+                    msg = f"request body is {size} bytes; the limit is {self.max_bytes} bytes"
+                    await self._refuse(scope, receive, send, 413, msg)
+                    return
+                break
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
                         return
-                    break
-        await self.app(scope, receive, send)
+                    body += message.get("body", b"")
+                    if len(body) > self.max_bytes:
+                        msg = f"request body is over the limit of {self.max_bytes} bytes"
+                        await self._refuse(scope, receive, send, 413, msg)
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            msg = f"the request body did not arrive within {self.timeout_s:g} s"
+            await self._refuse(scope, receive, send, 408, msg)
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: waits for the client to disconnect
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+T = TypeVar("T")
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, or 499 once the client disconnects: cancelling `work` drops its queued model
+    passes, so an abandoned request stops holding the model thread."""
+
+    async def client_left() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            await asyncio.sleep(0.05)  # a server that answers at once instead of waiting: poll
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(client_left())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.cancelled() and task.done():
+        return task.result()
+    log.info("client left before %s %s was answered; its work was dropped", request.method, request.url.path)
+    raise HTTPException(499, "the client closed the connection")
+
+
+def _unicode_error(text: str) -> str | None:
+    """Why `text` cannot be encoded (JSON allows a lone UTF-16 surrogate such as \\ud800, UTF-8 and
+    the tokenizer do not), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"character {exc.start} is an unpaired surrogate (U+{ord(text[exc.start]):04X}); "
+            "expected valid Unicode text"
+        )
+    return None
 
 
 def _text(doc: str | DocumentIn) -> str:
@@ -121,17 +195,23 @@ def create_app(
     max_documents: int = 1000,
     max_chars: int = 20_000,
     max_query_chars: int = 2_000,
+    max_request_chars: int = 1_000_000,
     max_batch_pairs: int = 64,
     max_wait_ms: float = 2.0,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     """The FastAPI app serving `reranker`. `api_key` (or $RANKDISTILL_API_KEY) makes `X-API-Key: KEY`
-    or `Authorization: Bearer KEY` required on /rerank and /explain (/health stays open for probes)."""
+    or `Authorization: Bearer KEY` required on /rerank and /explain (/health stays open for probes).
+    `max_request_chars` bounds the work one request may queue (the document characters it sends: with
+    `long_docs="maxp"` the pairs scored grow with them, not with the number of documents)."""
     api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     batcher = MicroBatcher(reranker, max_batch_pairs=max_batch_pairs, max_wait_ms=max_wait_ms)
     limits = {
         "max_documents": max_documents,
         "max_chars_per_document": max_chars,
         "max_query_chars": max_query_chars,
+        "max_request_chars": max_request_chars,
+        "body_timeout_s": body_timeout_s,
         "api_key_required": api_key is not None,
     }
     model_name = os.path.basename(os.path.normpath(str(getattr(reranker, "path", "model"))))
@@ -152,7 +232,9 @@ def create_app(
     )
     # JSON of max_documents x max_chars, escaped, plus room for ids and titles.
     app.add_middleware(
-        _BodyLimit, max_bytes=max_documents * (max_chars * 2 + 256) + max_query_chars * 2 + 65536
+        _BodyGuard,
+        max_bytes=max_documents * (max_chars * 2 + 256) + max_query_chars * 2 + 65536,
+        timeout_s=body_timeout_s,
     )
     app.state.batcher = batcher
     app.state.reranker = reranker
@@ -174,6 +256,9 @@ def create_app(
         if not hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8")):
             raise HTTPException(401, "wrong API key")
 
+    def invalid(loc: tuple, msg: str) -> RequestValidationError:
+        return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": "value_error"}])
+
     def check_limits(query: str, documents: list[str | DocumentIn]) -> list[str]:
         if len(documents) > max_documents:
             raise HTTPException(
@@ -181,12 +266,27 @@ def create_app(
             )
         if len(query) > max_query_chars:
             raise HTTPException(413, f"query has {len(query)} characters; the limit is {max_query_chars}")
+        if problem := _unicode_error(query):
+            raise invalid(("query",), problem)
         texts = [_text(d) for d in documents]
-        for i, t in enumerate(texts):
+        for i, (t, d) in enumerate(zip(texts, documents, strict=True)):
             if len(t) > max_chars:
                 raise HTTPException(
                     413, f"documents[{i}] has {len(t)} characters; the limit is {max_chars} per document"
                 )
+            fields = (
+                {(i,): d} if isinstance(d, str) else {(i, k): getattr(d, k) for k in ("id", "title", "text")}
+            )
+            for loc, value in fields.items():
+                if value is not None and (problem := _unicode_error(value)):
+                    raise invalid(("documents", *loc), problem)
+        total = sum(len(t) for t in texts)
+        if total > max_request_chars:
+            raise HTTPException(
+                413,
+                f"the documents have {total} characters in all; the limit is {max_request_chars} per "
+                "request (send them in several requests)",
+            )
         return texts
 
     async def explain_docs(query: str, texts: list[str]) -> list[Any]:
@@ -198,25 +298,39 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        # One readable line first ("body.documents.0: Field required"), then FastAPI's detail list.
+        # One readable line first ("body.documents.0: Field required"), then where and what for each
+        # error. The input is not echoed: it may be huge, or NaN, which JSON cannot carry.
         errors = exc.errors()
         lines = []
         for e in errors[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()))
             msg = "body is not valid JSON" if e.get("type") == "json_invalid" else e.get("msg", "invalid")
             lines.append(f"{where}: {msg}")
-        return JSONResponse(
+        detail = [
             {
-                "message": "; ".join(lines) or "invalid request",
-                "detail": json.loads(json.dumps(errors, default=str)),
-            },
-            status_code=422,
+                "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg")),
+                "type": str(e.get("type")),
+            }
+            for e in errors[:20]
+        ]
+        return JSONResponse(
+            {"message": "; ".join(lines) or "invalid request", "detail": detail}, status_code=422
         )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
-        log.exception("request %s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+        error_id = uuid.uuid4().hex[:12]
+        log.error(
+            "request %s %s failed (error id %s)", request.method, request.url.path, error_id, exc_info=exc
+        )
+        return JSONResponse(
+            {
+                "detail": f"internal error (error id {error_id}; the server log has the details)",
+                "error_id": error_id,
+            },
+            status_code=500,
+        )
 
     @app.get("/health", response_model=HealthResponse, summary="Liveness, model and batching statistics")
     async def health() -> HealthResponse:
@@ -231,7 +345,10 @@ def create_app(
         dependencies=[Depends(check_key)],
         summary="Rank documents for a query, best first",
     )
-    async def rerank(req: RerankRequest) -> RerankResponse:
+    async def rerank(req: RerankRequest, request: Request) -> RerankResponse:
+        return await _unless_client_leaves(request, _rerank(req))
+
+    async def _rerank(req: RerankRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)
         scores = await batcher.score(req.query, texts, req.long_docs, req.top_k)
         ids = _ids(req.documents)
@@ -261,7 +378,10 @@ def create_app(
         dependencies=[Depends(check_key)],
         summary="Score and explain each document, in the order given",
     )
-    async def explain(req: ExplainRequest) -> RerankResponse:
+    async def explain(req: ExplainRequest, request: Request) -> RerankResponse:
+        return await _unless_client_leaves(request, _explain(req))
+
+    async def _explain(req: ExplainRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)
         scores = await batcher.score(req.query, texts, req.long_docs)
         explanations = await explain_docs(req.query, texts) if texts else []

@@ -5,9 +5,13 @@ each request's top-k, exactly as `Reranker.rerank` does. One worker thread owns 
 pass already uses every intra-op thread, so two at once only contend). While it computes a batch, new requests queue up; when it is free it takes
 everything waiting (up to `max_batch_pairs` pairs, waiting at most `max_wait_ms` for company when
 the queue is short) and scores all its pairs in one pass, sorted by length and padded per batch by the
-`Reranker`. Each request gets back only its own scores; an error fails only the requests of that batch.
+`Reranker`. Each request gets back only its own scores; when a batch fails, its requests are scored
+again one by one, so only the request at fault fails.
 On CPU a few model batches' worth of pairs (the default 64) already keeps the cores busy: a larger cap
 only makes every request in the batch wait for the slowest.
+A request larger than `max_batch_pairs` is queued one slice at a time, the next once the last is
+scored: requests that arrive meanwhile take turns with it instead of waiting for all of it, and when its
+client goes away (the caller cancels `score`) the slices not yet scored are never computed.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ class _Job:
 @dataclass
 class BatchStats:
     batches: int = 0
-    requests: int = 0
+    requests: int = 0  # jobs: a request larger than max_batch_pairs counts once per slice
     pairs: int = 0
     busy_s: float = 0.0
     largest_batch_requests: int = 0
     errors: int = 0
+    dropped: int = 0  # queued jobs whose client went away before the model got to them
     started: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +58,7 @@ class BatchStats:
             "largest_batch_requests": self.largest_batch_requests,
             "model_busy_s": round(self.busy_s, 3),
             "errors": self.errors,
+            "dropped": self.dropped,
             "uptime_s": round(time.time() - self.started, 1),
         }
 
@@ -90,9 +96,16 @@ class MicroBatcher:
             return []
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(query, list(documents), long_docs, top_k, future))
-        return await future
+        loop = asyncio.get_running_loop()
+        scores: list[float] = []
+        # The whole request's top-k is within the union of its slices' top-k, so slicing keeps the
+        # fp32 rescoring of every document that can be in the request's top-k.
+        for start in range(0, len(documents), self.max_batch_pairs):
+            future = loop.create_future()
+            part = list(documents[start : start + self.max_batch_pairs])
+            await self._queue.put(_Job(query, part, long_docs, top_k, future))
+            scores.extend(await future)
+        return scores
 
     async def run_exclusive(self, fn, *args, **kwargs):
         """Run other model work (the decoder's generation) on the model thread, between batches."""
@@ -101,7 +114,9 @@ class MicroBatcher:
 
     async def _take_batch(self) -> list[_Job]:
         assert self._queue is not None
-        jobs = [await self._queue.get()]
+        jobs: list[_Job] = []
+        while not jobs:
+            jobs = self._live([await self._queue.get()])
         size = len(jobs[0].documents)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch_pairs:
@@ -115,15 +130,21 @@ class MicroBatcher:
                     break
             else:
                 job = self._queue.get_nowait()
-            jobs.append(job)
-            size += len(job.documents)
+            if self._live([job]):
+                jobs.append(job)
+                size += len(job.documents)
         return jobs
+
+    def _live(self, jobs: list[_Job]) -> list[_Job]:
+        """The jobs whose client still waits; the others are dropped, never scored."""
+        live = [j for j in jobs if not j.future.done()]
+        self.stats.dropped += len(jobs) - len(live)
+        return live
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = await self._take_batch()
-            jobs = [j for j in jobs if not j.future.cancelled()]  # client went away while queued
+            jobs = self._live(await self._take_batch())  # a client may have gone while the batch formed
             by_policy: dict[str | None, list[_Job]] = {}
             for job in jobs:
                 by_policy.setdefault(job.long_docs, []).append(job)
@@ -131,22 +152,44 @@ class MicroBatcher:
                 t0 = time.perf_counter()
                 try:
                     scores = await loop.run_in_executor(self.executor, self._score_group, group, policy)
-                except Exception as exc:  # noqa: BLE001 - fail these requests, keep serving
+                except Exception as exc:  # noqa: BLE001 - find the request at fault, keep serving
                     log.exception("scoring a batch of %d requests failed", len(group))
-                    self.stats.errors += len(group)
-                    for job in group:
-                        if not job.future.done():
-                            job.future.set_exception(exc)
+                    if len(group) == 1:
+                        self._fail(group[0], exc)
+                    else:
+                        await self._one_by_one(group, policy)
                     continue
                 finally:
                     self.stats.busy_s += time.perf_counter() - t0
-                self.stats.batches += 1
-                self.stats.requests += len(group)
-                self.stats.pairs += sum(len(job.documents) for job in group)
-                self.stats.largest_batch_requests = max(self.stats.largest_batch_requests, len(group))
+                self._record(group)
                 for job, job_scores in zip(group, scores, strict=True):
                     if not job.future.done():
                         job.future.set_result(job_scores)
+
+    async def _one_by_one(self, group: list[_Job], policy: str | None) -> None:
+        """A batch failed: score its requests alone, so that one bad request fails only itself."""
+        loop = asyncio.get_running_loop()
+        for job in self._live(group):
+            try:
+                (scores,) = await loop.run_in_executor(self.executor, self._score_group, [job], policy)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("scoring a request of %d documents failed", len(job.documents))
+                self._fail(job, exc)
+                continue
+            self._record([job])
+            if not job.future.done():
+                job.future.set_result(scores)
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        self.stats.errors += 1
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+    def _record(self, group: list[_Job]) -> None:
+        self.stats.batches += 1
+        self.stats.requests += len(group)
+        self.stats.pairs += sum(len(job.documents) for job in group)
+        self.stats.largest_batch_requests = max(self.stats.largest_batch_requests, len(group))
 
     def _score_group(self, group: list[_Job], long_docs: str | None) -> list[list[float]]:
         """One scoring pass over every job of a batch (on the model thread)."""

@@ -3,6 +3,7 @@ teacher-scored candidates; turned into a `datasets.Dataset` for the trainer."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,16 +17,27 @@ from rankdistill.evaluation.fusion import minmax
 DOC_KEYS = ("document", "doc", "text", "passage")
 
 
+def is_finite_label(label: float | list[float]) -> bool:
+    """Python's JSON reader takes NaN and Infinity; one such label makes every trained weight NaN."""
+    return all(math.isfinite(x) for x in (label if isinstance(label, list) else [label]))
+
+
 def _label(value: Any, path, lineno) -> float | list[float]:
     if isinstance(value, bool) or value is None:
         raise DataError(
             f"'label' must be a number or a [false, true] logit pair, got {value!r}", path, lineno
         )
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(x, (int, float)) for x in value):
-        return [float(value[0]), float(value[1])]
-    raise DataError(f"'label' must be a number or a [false, true] logit pair, got {value!r}", path, lineno)
+        label: float | list[float] = float(value)
+    elif isinstance(value, list) and len(value) == 2 and all(isinstance(x, (int, float)) for x in value):
+        label = [float(value[0]), float(value[1])]
+    else:
+        raise DataError(
+            f"'label' must be a number or a [false, true] logit pair, got {value!r}", path, lineno
+        )
+    if not is_finite_label(label):
+        raise DataError(f"'label' must be a finite number, got {value!r}", path, lineno)
+    return label
 
 
 def read_pairs_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rankdistill.errors import DataError, RankdistillError
 from rankdistill.training.config import DataConfig, DevConfig, TrainConfig, TrainingConfig
-from rankdistill.training.data import minmax, read_pairs_jsonl
+from rankdistill.training.data import is_finite_label, minmax, read_pairs_jsonl
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases
 from rankdistill.utils import stable_hash
 
@@ -48,6 +48,8 @@ def rows_from_label_store(data: DataConfig, data_dir: Path | None = None) -> lis
                 label: Any = [float(x) for x in value["logits"]]
             else:
                 label = float(value["score"])
+            if not is_finite_label(label):
+                raise DataError(f"label {rec.key} is {label!r}; expected finite numbers", data.label_store)
             by_query.setdefault(rec.query, []).append(len(rows))
             rows.append({"query": rec.query, "document": doc.full_text, "label": label})
     if not rows:
@@ -99,6 +101,11 @@ def train_from_config(cfg: TrainConfig) -> Path:
     (out / "config.json").write_text(
         json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
     )
+    phases = []  # read (and check) every phase's rows before the model loads: bad data fails fast
+    for p in cfg.phases:
+        rows = phase_rows(p.data, cfg.seed, cfg.data_dir)
+        log.info("phase %s: %d training rows", p.name, len(rows))
+        phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed)))
     model = load_encoder_student(
         cfg.student.base,
         cfg.student.num_layers,
@@ -108,11 +115,6 @@ def train_from_config(cfg: TrainConfig) -> Path:
         layers=cfg.student.layers,
     )
     specs = [spec.model_dump() for spec in cfg.losses]
-    phases = []
-    for p in cfg.phases:
-        rows = phase_rows(p.data, cfg.seed, cfg.data_dir)
-        log.info("phase %s: %d training rows", p.name, len(rows))
-        phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed)))
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
     summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)
     final = out / "final"

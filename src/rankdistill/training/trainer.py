@@ -4,6 +4,8 @@ The Trainer already gives the loop, checkpoints and resume, mixed precision, gra
 multi-device (accelerate); this module adds what distillation needs on top:
 - the loss-owned parameters (e.g. the Term Control Layer) go into every checkpoint and come back on
   resume, although they are never part of the saved model;
+- crash safety: a checkpoint counts only once a marker written after its last file says so, and
+  resume takes the newest complete one; a non-finite loss stops training before NaN weights exist;
 - arguments chosen for CPUs (bf16 where the CPU has native bf16, seeded data order);
 - a two-phase schedule (phase 1 on existing training queries, phase 2 on synthetic queries, as
   InRanker), each phase in its own folder, skipped when done and resumed from its last checkpoint.
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +27,7 @@ import torch
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from torch import nn
 
+from rankdistill.errors import RankdistillError
 from rankdistill.hardware import cpu_supports_bf16
 from rankdistill.utils import set_seed
 
@@ -30,6 +35,71 @@ log = logging.getLogger(__name__)
 
 LOSS_STATE_FILE = "loss_state.safetensors"
 PHASE_DONE_FILE = "phase_done.json"
+CHECKPOINT_DONE_FILE = "checkpoint_complete.json"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Temp file + rename: a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n", encoding="utf-8")
+    _fsync(tmp)
+    os.replace(tmp, path)
+
+
+def mark_checkpoint_complete(folder: Path, step: int) -> None:
+    """Written after every other file of the checkpoint, so a checkpoint killed half-way has none."""
+    files = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.name != CHECKPOINT_DONE_FILE:
+            _fsync(f)
+            files[f.name] = f.stat().st_size
+    write_json_atomic(folder / CHECKPOINT_DONE_FILE, {"step": step, "files": files})
+    _fsync(folder)
+
+
+def checkpoint_is_complete(folder: Path) -> bool:
+    """Its marker is there and every file it lists has the size it had (a partial delete fails this)."""
+    try:
+        files = json.loads((folder / CHECKPOINT_DONE_FILE).read_text(encoding="utf-8"))["files"]
+        return bool(files) and all((folder / n).stat().st_size == size for n, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
+    """The newest complete checkpoint; incomplete ones (a kill while writing or deleting them) are
+    removed, so neither resume nor checkpoint rotation ever takes them for real ones."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    steps = {}
+    for d in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        suffix = d.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if d.is_dir() and suffix.isdigit():
+            steps[d] = int(suffix)
+    newest = None
+    for d in sorted(steps, key=steps.get, reverse=True):
+        if checkpoint_is_complete(d):
+            newest = newest or str(d)
+        elif remove_incomplete:
+            log.warning("%s is incomplete (the run was killed while writing it); removing it", d)
+            shutil.rmtree(d, ignore_errors=True)
+    return newest
+
+
+def check_finite_weights(model: nn.Module, where: str) -> None:
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise RankdistillError(
+            f"{where}: {len(bad)} weight tensors hold NaN or inf (first: {bad[0]}); refusing to save them"
+        )
 
 
 def loss_only_state(loss: nn.Module, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -57,17 +127,47 @@ class DistillationTrainer(CrossEncoderTrainer):
     def _loss_modules(self) -> nn.Module:
         return nn.ModuleDict(self.loss) if isinstance(self.loss, dict) else self.loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # stop before the optimizer applies a NaN gradient (the Trainer would drop the loss from its
+        # logs and go on, saving NaN weights)
+        value = float(loss.detach().float().sum())
+        if not math.isfinite(value):
+            step = self.state.global_step + 1
+            raise RankdistillError(
+                f"{self.args.output_dir}: the training loss became {value} at step {step}; "
+                "check the labels and the learning rate (nothing from this step on was saved)"
+            )
+        return loss
+
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
-        state = loss_only_state(self._loss_modules(), self.model)
-        if not state or not self.args.should_save:
+        """The HF checkpoint, then the loss's own state, then the completion marker; old checkpoints are
+        rotated out only once the new one is complete."""
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        check_finite_weights(self.model, f"checkpoint at step {self.state.global_step}")
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if not self.args.should_save:
             return
         from safetensors.torch import save_file
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        if folder.is_dir():
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        state = loss_only_state(self._loss_modules(), self.model)
+        if state:
             save_file(state, str(folder / LOSS_STATE_FILE))
+        mark_checkpoint_complete(folder, self.state.global_step)
+        rotate_checkpoints(
+            output_dir=str(run_dir),
+            save_total_limit=limit,
+            best_model_checkpoint=self.state.best_model_checkpoint,
+            use_mtime=True,
+        )
 
     def _load_from_checkpoint(self, checkpoint_path: str, *args, **kwargs) -> None:
         super()._load_from_checkpoint(checkpoint_path)
@@ -156,12 +256,11 @@ def train(
     """Train `model` in place on (query, document, label) rows; checkpoints go to `output_dir`.
 
     `train_rows` is a list of dicts (the text `columns` and "label") or a ready `datasets.Dataset`.
-    With `settings.resume`, an interrupted run continues from its last checkpoint in `output_dir`.
+    With `settings.resume`, an interrupted run continues from its newest complete checkpoint in
+    `output_dir` (a checkpoint killed half-written is removed).
     For a listwise loss, pair rows are grouped by query and `batch_size` still counts pairs: a step
     takes `batch_size // group size` queries (at least one).
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     from rankdistill.training.data import group_rows, to_dataset
     from rankdistill.training.losses import needs_groups
 
@@ -184,10 +283,13 @@ def train(
         evaluator=evaluator,
         callbacks=list(callbacks) or None,
     )
-    checkpoint = get_last_checkpoint(str(output_dir)) if settings.resume else None
+    checkpoint = None
+    if settings.resume:
+        checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=args.should_save)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    check_finite_weights(model, f"{output_dir}: the trained model")
     return trainer
 
 
@@ -229,6 +331,8 @@ def train_phases(
             summary["phases"].append(json.loads(done.read_text(encoding="utf-8")))
             continue
         phase_settings = phase.settings or settings or TrainSettings()
+        # the loss's own layers start the same whether earlier phases ran now or in a killed run
+        set_seed(phase_settings.seed)
         trainer = train(model, loss_factory(model), phase.rows, phase_dir, phase_settings, evaluator)
         model.save_pretrained(str(model_dir))
         record = {
@@ -240,6 +344,6 @@ def train_phases(
             ),
             "log_history": trainer.state.log_history,
         }
-        done.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
+        write_json_atomic(done, record)
         summary["phases"].append(record)
     return summary
