@@ -11,58 +11,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-from rankdistill.data.datasets import cache_dir
 from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import file_fingerprint, folder_fingerprint
 from rankdistill.hardware import pick_dtype
 from rankdistill.llm._common import cut_at_stop, split_continuation
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.llm.gguf import gguf_as_folder
 from rankdistill.models import resolve_model
 
 logger = logging.getLogger(__name__)
-
-
-def gguf_as_folder(gguf: Path, dtype) -> Path:
-    """A GGUF file converted once into a transformers folder (safetensors in `dtype`) and cached.
-
-    transformers' GGUF loader parses the whole file (config, a 262k-entry tokenizer, tensors) on every
-    load, which takes minutes on a small CPU; the converted folder loads in about a second. The cache
-    key is the file's content fingerprint and the dtype, so a changed file is converted again."""
-    torch = require("torch", "llm", "The transformers backend")
-    transformers = require("transformers", "llm", "The transformers backend")
-    require("gguf", "llm", "Loading GGUF files with transformers")
-    tag = str(dtype).replace("torch.", "")
-    target = cache_dir() / "hf-from-gguf" / f"{gguf.stem}-{file_fingerprint(gguf)}-{tag}"
-    if (target / "config.json").is_file():
-        return target
-    logger.warning("converting %s to a transformers folder (once) at %s", gguf.name, target)
-    kw = {"gguf_file": gguf.name}
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=dtype, **kw)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
-    # the weights are dequantised in memory by now: save them as a plain checkpoint
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        with torch.no_grad():
-            model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)  # atomic: a half-written folder is never taken for a converted one
-    except OSError:
-        if not (target / "config.json").is_file():  # not a concurrent conversion that won the race
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 class HFLLM(LLM):

@@ -31,8 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from torch import nn
 
 from rankdistill.errors import RankdistillError, require
 from rankdistill.hardware import pick_dtype
+from rankdistill.llm.gguf import gguf_as_folder, save_causal_lm
 from rankdistill.models import resolve_model
 from rankdistill.students.metadata import METADATA_FILE, read_metadata, write_metadata
 from rankdistill.utils import batched, progress, set_seed
@@ -100,60 +99,13 @@ def _split_backbone(name_or_path: str) -> tuple[str, str | None]:
     return str(resolved), None
 
 
-def gguf_as_hf_folder(folder: str | Path, gguf_file: str) -> Path:
-    """A plain HF folder (fp32 safetensors, config, tokenizer) converted once from a GGUF file and cached.
-
-    transformers dequantizes a GGUF and rebuilds its tokenizer on every load, which takes minutes on a
-    busy CPU; the cached folder loads in seconds. Dequantized Q4 weights are stored in fp32, so the
-    cached model is exactly the one transformers builds from the GGUF.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rankdistill.data.datasets import cache_dir
-    from rankdistill.fingerprint import file_fingerprint
-
-    source = Path(folder) / gguf_file
-    out = cache_dir() / "gguf-hf" / f"{source.stem}-{file_fingerprint(source)[:12]}"
-    if (out / "model.safetensors").is_file():
-        return out
-    require("gguf", "llm", "loading a GGUF backbone into transformers")
-    logger.warning("converting %s to a transformers folder (once) at %s", source, out)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    _save_causal_lm(model, tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(out)  # atomic: a reader sees no folder or a complete one
-    except OSError:  # another process finished first; theirs is the same model
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def _save_causal_lm(model, folder: Path) -> None:
-    """config + model.safetensors. `save_pretrained` refuses models loaded from GGUF (they carry a
-    non-serialisable quantizer record), though their weights are plain dequantized tensors."""
-    from safetensors.torch import save_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    config = copy.deepcopy(model.config)
-    # a GGUF load leaves a quantization record; the weights saved here are plain tensors, and the record
-    # would make transformers treat the folder as packed GGUF blocks again
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.save_pretrained(folder)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(folder)
-    save_model(model, str(folder / "model.safetensors"))  # de-duplicates tied embeddings
-
-
 def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
     """A causal LM and its tokenizer from an alias, an HF folder or a GGUF file (converted once, cached)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, gguf_file = _split_backbone(name_or_path)
     if gguf_file is not None:
-        folder = str(gguf_as_hf_folder(folder, gguf_file))
+        folder = str(gguf_as_folder(Path(folder) / gguf_file, torch.float32))
     # sdpa masks padding exactly (right padding, positions 0..n-1 per row) and is faster than eager on CPU
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -240,7 +192,7 @@ class DecoderStudent(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if merge:
-            _save_causal_lm(copy.deepcopy(self.backbone).merge_and_unload(), path / "backbone")
+            save_causal_lm(copy.deepcopy(self.backbone).merge_and_unload(), path / "backbone")
         else:
             self.backbone.save_pretrained(path / "adapter", safe_serialization=True)
         save_file(
