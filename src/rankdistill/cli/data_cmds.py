@@ -49,21 +49,21 @@ def datasets_cmd(data_dir: Path = DataDirOption) -> None:
 
 
 def _count_lines(path: Path) -> int:
-    from rankdistill.data.jsonl import open_text
+    from rankdistill.data.jsonl import iter_lines
 
-    with open_text(path) as fh:
-        return sum(1 for line in fh if line.strip())
+    return sum(1 for _, line in iter_lines(path) if line.strip())
 
 
 def _count_queries(path: Path) -> int:
-    with open(path, encoding="utf-8") as fh:
-        return len(
-            {
-                line.split("\t", 1)[0]
-                for i, line in enumerate(fh)
-                if line.strip() and not (i == 0 and line.startswith("query-id"))
-            }
-        )
+    from rankdistill.data.jsonl import iter_lines
+
+    return len(
+        {
+            line.split("\t", 1)[0]
+            for i, line in iter_lines(path)
+            if line.strip() and not (i == 1 and line.startswith("query-id"))
+        }
+    )
 
 
 @app.command("retrieve")
@@ -141,10 +141,13 @@ def evaluate_cmd(
         parse_measures(measures)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--measure") from None
-    judged = read_qrels(qrels) if qrels else load_dataset(dataset, data_dir).qrels(split)
+    # named by its path, so that qrels with nothing to evaluate are reported by file
+    judged = read_qrels(qrels, name=str(qrels)) if qrels else load_dataset(dataset, data_dir).qrels(split)
     results = {p.name: evaluate(read_run(p), judged, measures, per_query=per_query) for p in run}
     _print_metrics(results)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        from rankdistill.data.jsonl import check_output_file
+
+        check_output_file(out).parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
         console.print(f"wrote {out}")

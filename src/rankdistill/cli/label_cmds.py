@@ -21,6 +21,9 @@ def read_query_file(path: Path):
     `qid`), a text (`text` or `query`), `candidates` (document ids, or objects with `doc_id` and `score`)
     and optionally the source document (`source_doc_id` or `positive`), labelled with the candidates.
     A synthetic.jsonl from `rankdistill generate-queries` reads as is. Returns (Queries, Run, has_scores)."""
+    import math
+
+    from rankdistill.data.beir import checked_id
     from rankdistill.data.jsonl import iter_jsonl
     from rankdistill.data.types import Queries, Run
     from rankdistill.errors import DataError
@@ -33,7 +36,7 @@ def read_query_file(path: Path):
         text = next((row[k] for k in ("text", "query") if k in row), None)
         if qid is None or not isinstance(text, str):
             raise DataError("expected a query id (query_id/_id/id/qid) and a text (text/query)", path, lineno)
-        qid = str(qid)
+        qid = checked_id(str(qid), path, lineno, "query id")
         if qid in queries:
             raise DataError(f"query id {qid!r} appears twice", path, lineno)
         cands = row.get("candidates", [])
@@ -45,16 +48,26 @@ def read_query_file(path: Path):
         given: dict[str, float] = {}
         source = row.get("source_doc_id", row.get("positive"))
         if source is not None:
-            ids.append(str(source))
+            ids.append(checked_id(str(source), path, lineno, "source document id"))
         for c in cands:
             if isinstance(c, dict):
                 if "doc_id" not in c:
                     raise DataError("candidate objects need a 'doc_id'", path, lineno)
-                ids.append(str(c["doc_id"]))
+                did = checked_id(str(c["doc_id"]), path, lineno, "candidate doc_id")
+                ids.append(did)
                 if "score" in c:
-                    given[str(c["doc_id"])] = float(c["score"])
+                    score = c["score"]
+                    if (
+                        isinstance(score, bool)
+                        or not isinstance(score, (int, float))
+                        or not math.isfinite(score)
+                    ):
+                        raise DataError(
+                            f"candidate {did!r}: score {score!r} is not a finite number", path, lineno
+                        )
+                    given[did] = float(score)
             else:
-                ids.append(str(c))
+                ids.append(checked_id(str(c), path, lineno, "candidate"))
         ids = list(dict.fromkeys(ids))
         if not ids:
             raise DataError(f"query {qid!r} has no candidates to label", path, lineno)
@@ -135,13 +148,13 @@ def label_cmd(
 
     from rankdistill.data.datasets import load_dataset
     from rankdistill.data.trec import read_run, write_run
-    from rankdistill.errors import RankdistillError
     from rankdistill.labels import LabelStore, StoreScorer
     from rankdistill.teachers import load_teacher, run_candidates
     from rankdistill.teachers.base import labels_to_run
 
     if kind not in ("pointwise", "listwise", "reasoning"):
         raise typer.BadParameter(f"{kind!r}; expected pointwise, listwise or reasoning", param_hint="--kind")
+    _check_teacher_options(kind, teacher, fusion)  # before anything is read, and before the store exists
     ds = load_dataset(dataset, data_dir)
     corpus = ds.corpus
     has_scores = True
@@ -163,6 +176,7 @@ def label_cmd(
         run = BM25Retriever(corpus, cache_dir=cache_dir).retrieve(queries, k=depth)
     run = run.subset(list(queries))
 
+    new_store = not store_path.exists()
     store = LabelStore(store_path)
     t0 = time.perf_counter()
     try:
@@ -196,22 +210,40 @@ def label_cmd(
                 from rankdistill.data.types import Qrels
                 from rankdistill.evaluation.metrics import evaluate
 
-                # only the labelled queries (--max-queries) count
-                qrels = Qrels({q: qrels[q] for q in teacher_run.query_ids if q in qrels}, name=qrels.name)
-                summary["nDCG@10"] = {
-                    "first_stage": round(evaluate(run.top_k(depth), qrels, ["nDCG@10"])["nDCG@10"], 4),
-                    "teacher": round(evaluate(teacher_run, qrels, ["nDCG@10"])["nDCG@10"], 4),
-                }
+                # the queries asked for (--max-queries) count, those without candidates as 0
+                qrels = Qrels({q: qrels[q] for q in queries if q in qrels}, name=qrels.name)
+                if any(g > 0 for judged in qrels.judgements.values() for g in judged.values()):
+                    summary["nDCG@10"] = {
+                        "first_stage": round(evaluate(run.top_k(depth), qrels, ["nDCG@10"])["nDCG@10"], 4),
+                        "teacher": round(evaluate(teacher_run, qrels, ["nDCG@10"])["nDCG@10"], 4),
+                    }
             tch.close()
         if export:
             summary["exported"] = store.export_jsonl(export, kind=kind)
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         summary["store"] = {"path": str(store_path), "labels": len(store)}
-    except RankdistillError:
-        raise
-    finally:
+    except BaseException:
+        # a failure before the first label (a teacher that does not load) leaves no empty store behind
+        empty = new_store and len(store) == 0
         store.close()
+        if empty:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{store_path}{suffix}").unlink(missing_ok=True)
+        raise
+    store.close()
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _check_teacher_options(kind: str, teacher: str, fusion: str | None) -> None:
+    from rankdistill.teachers import FUSIONS, teacher_config
+
+    if fusion is not None and fusion not in FUSIONS:
+        raise typer.BadParameter(f"{fusion!r}; expected one of {', '.join(FUSIONS)}", param_hint="--fusion")
+    if kind == "pointwise":
+        try:
+            teacher_config(teacher)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--teacher") from None
 
 
 def _label_other(kind, spec, store, queries, corpus, run, listwise, batch_size) -> dict:
@@ -222,11 +254,11 @@ def _label_other(kind, spec, store, queries, corpus, run, listwise, batch_size) 
 
     fn_name = KIND_FUNCTIONS[kind]
     try:
-        module = importlib.import_module(f"rankdistill.teachers.{kind}")
+        module = importlib.import_module(f"rankdistill.labels.{kind}")
         fn = getattr(module, fn_name)
     except (ImportError, AttributeError):
         raise RankdistillError(
-            f"--kind {kind} is not available in this installation (rankdistill.teachers.{kind}.{fn_name} is missing)"
+            f"--kind {kind} is not available in this installation (rankdistill.labels.{kind}.{fn_name} is missing)"
         ) from None
     llm_spec = spec.split(":", 1)[1] if spec.split(":", 1)[0] in ("listwise", "reasoning") else spec
     llm = _load_llm(llm_spec)

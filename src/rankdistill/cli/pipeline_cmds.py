@@ -42,12 +42,13 @@ def run_cmd(
 
     Stages whose inputs and settings have not changed since the last run in the same folder are skipped;
     a failed stage keeps the earlier stages' outputs, and running again resumes from it."""
-    from rankdistill.pipeline.config import load_config
+    from rankdistill.pipeline.config import check_dataset, load_config
     from rankdistill.pipeline.runner import StageError
     from rankdistill.pipeline.stages import build_pipeline, run_pipeline
 
     cfg = load_config(config, [*(overrides or []), *([f"dataset.data_dir={data_dir}"] if data_dir else [])])
     if check:
+        check_dataset(cfg, str(config))
         pipeline = build_pipeline(cfg, run_dir)
         table = Table("stage", "state", title=f"{config}: valid; run folder {pipeline.run_dir}")
         for row in pipeline.status():

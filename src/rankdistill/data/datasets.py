@@ -8,6 +8,7 @@ default `~/.cache/rankdistill/datasets`). Only when none has it is the official 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from rankdistill.data.beir import corpus_path, qrels_splits, read_beir_qrels, read_corpus, read_queries
+from rankdistill.data.jsonl import iter_lines
 from rankdistill.data.trec import read_run
 from rankdistill.data.types import Corpus, Qrels, Queries, Run
 from rankdistill.errors import DataError, RankdistillError, require
@@ -51,7 +53,10 @@ def data_dirs(data_dir: str | Path | None = None) -> list[Path]:
 
 
 def _is_beir_folder(p: Path) -> bool:
-    return p.is_dir() and ((p / "corpus.jsonl").exists() or (p / "corpus.jsonl.gz").exists())
+    try:
+        return p.is_dir() and ((p / "corpus.jsonl").exists() or (p / "corpus.jsonl.gz").exists())
+    except OSError:  # a name too long for the file system is no folder
+        return False
 
 
 class Dataset:
@@ -136,11 +141,10 @@ def check_qrels_docs(qrels: Qrels, corpus: Corpus, path: Path, mode: str = "warn
 
 
 def _find_line(path: Path, qid: str, did: str) -> int | None:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) >= 2 and cols[0].strip() == qid and cols[1].strip() == did:
-                return lineno
+    for lineno, line in iter_lines(path):
+        cols = line.rstrip("\n").split("\t")
+        if len(cols) >= 2 and cols[0].strip() == qid and cols[1].strip() == did:
+            return lineno
     return None
 
 
@@ -148,7 +152,9 @@ def resolve_dataset(
     name_or_path: str | Path, data_dir: str | Path | None = None, download: bool = True
 ) -> Path:
     """Find a dataset folder by path or name; download BEIR datasets only when no local copy exists."""
-    p = Path(name_or_path).expanduser()
+    p = Path(name_or_path)
+    with contextlib.suppress(RuntimeError):  # ~user/... of an unknown user: not a path, maybe a name
+        p = p.expanduser()
     if _is_beir_folder(p):
         return p
     name = str(name_or_path).removeprefix("beir/").strip("/")
@@ -156,7 +162,10 @@ def resolve_dataset(
         if _is_beir_folder(root / name):
             return root / name
         # allow a unique prefix: "noveleval" finds "noveleval-2306"
-        matches = [c for c in root.glob(f"{name}*") if _is_beir_folder(c)] if root.is_dir() else []
+        try:
+            matches = [c for c in root.glob(f"{name}*") if _is_beir_folder(c)] if root.is_dir() else []
+        except (OSError, ValueError, RecursionError):  # a "name" that is no file name
+            matches = []
         if len(matches) == 1:
             return matches[0]
     if download and name in BEIR_MD5:

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+_NOT_IN_ID = re.compile(r"[\s\x00-\x1f\x7f\ud800-\udfff]")
+# a lone surrogate (a JSON escape such as "\ud800") is not text: UTF-8 cannot encode it
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` cannot be a query or document id, or None. Ids go into whitespace-separated TREC files,
+    so an id with a space, tab or control character could be written but never read back."""
+    if not value:
+        return "is empty; expected a non-empty id"
+    bad = _NOT_IN_ID.search(value)
+    if bad:
+        return (
+            f"contains {bad.group()!r}; ids may not contain whitespace, control characters or lone surrogates"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +42,9 @@ class Document:
 class Corpus(Mapping[str, Document]):
     """Documents by id, in file order. Built once from a stream, never copied."""
 
-    def __init__(self, documents: Iterable[Document] = (), name: str = ""):
+    def __init__(self, documents: Iterable[Document] = (), name: str = "", path: str | Path | None = None):
         self.name = name
+        self.path = Path(path) if path is not None else None  # the file it was read from, for messages
         self._docs: dict[str, Document] = {}
         for doc in documents:
             self._docs[doc.id] = doc

@@ -8,6 +8,8 @@ Which queries count (both settable):
 - A judged query that the run does not answer at all counts as 0 (`missing_as_zero`, like
   `trec_eval -c`), so a run cannot look better by skipping hard queries. Queries in the run without
   judgements are ignored.
+- Qrels that leave no query to evaluate (empty, or every grade 0) are an error, not a mean of 0 over 0
+  queries that reads like a result.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rankdistill.data.types import Qrels, Run
+from rankdistill.errors import DataError
 
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100")
 
@@ -46,6 +49,9 @@ def evaluate(
 
     parsed = parse_measures(measures)
     judged = {q: d for q, d in qrels.items() if not drop_no_relevant or any(g > 0 for g in d.values())}
+    if not judged:
+        what = "has no judgements" if not len(qrels) else "has no relevant judgement (every grade is 0)"
+        raise DataError(f"{what}; nothing to evaluate", qrels.name or "qrels")
     qrels_list = [ir_measures.Qrel(q, d, int(g)) for q, docs in judged.items() for d, g in docs.items()]
     run_list = [
         ir_measures.ScoredDoc(q, d, float(s))

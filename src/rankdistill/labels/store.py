@@ -15,12 +15,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rankdistill.data.jsonl import write_jsonl
-from rankdistill.errors import RankdistillError
+from rankdistill.errors import DataError, RankdistillError
 from rankdistill.utils import stable_hash
 
 KINDS = ("pointwise", "listwise", "reasoning")
@@ -98,6 +99,15 @@ def _identity_id(identity: dict[str, Any]) -> str:
     return stable_hash(identity, 16)
 
 
+def _json(text: str, path: Path, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        raise DataError(
+            f"{what} is not valid JSON ({str(text)[:40]!r}); the store is damaged", path
+        ) from None
+
+
 class LabelStore:
     """SQLite label store. Safe to read from many processes while one writes (WAL).
 
@@ -108,11 +118,21 @@ class LabelStore:
 
     def __init__(self, path: str | Path, *, timeout: float = 60.0):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise DataError("is a folder; expected a label store file (SQLite)", self.path)
+        # SQLite would take an empty file for a new store: one that lost its content must not be refilled
+        if self.path.exists() and self.path.stat().st_size == 0:
+            raise DataError(
+                "is an empty file (0 bytes), not a label store; delete it to start a new store", self.path
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE) around each batch.
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise DataError(f"cannot open the label store ({exc})", self.path) from None
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives any process crash (kill -9); only an OS crash or power cut can
@@ -136,6 +156,19 @@ class LabelStore:
             raise RankdistillError(f"{self.path}: not a usable SQLite label store ({exc})") from exc
         self._known_teachers: set[str] = set()
 
+    @contextmanager
+    def _sqlite(self):
+        """SQLite errors as one line naming the store (a damaged file, a lock held too long)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise DataError(f"SQLite error: {exc}", self.path) from None
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"the label store is damaged ({exc}); restore a copy or move it aside to start again",
+                self.path,
+            ) from None
+
     # -- keys -------------------------------------------------------------------------------------------
     @staticmethod
     def key(
@@ -153,19 +186,22 @@ class LabelStore:
         """Record a teacher's full identity once; returns the id labels refer to."""
         teacher_id = _identity_id(identity)
         if teacher_id not in self._known_teachers:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO teachers(teacher_id, name, identity, created_at) VALUES(?,?,?,?)",
-                (teacher_id, name, json.dumps(identity, sort_keys=True, default=str), time.time()),
-            )
+            with self._sqlite():
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO teachers(teacher_id, name, identity, created_at) VALUES(?,?,?,?)",
+                    (teacher_id, name, json.dumps(identity, sort_keys=True, default=str), time.time()),
+                )
             self._known_teachers.add(teacher_id)
         return teacher_id
 
     def teachers(self) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT teacher_id, name, identity, created_at FROM teachers ORDER BY created_at"
-        )
+        with self._sqlite():
+            rows = self._conn.execute(
+                "SELECT teacher_id, name, identity, created_at FROM teachers ORDER BY created_at"
+            ).fetchall()
         return [
-            {"teacher_id": t, "name": n, "identity": json.loads(i), "created_at": c} for t, n, i, c in rows
+            {"teacher_id": t, "name": n, "identity": _json(i, self.path, f"teacher {t!r}"), "created_at": c}
+            for t, n, i, c in rows
         ]
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -176,10 +212,12 @@ class LabelStore:
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, value in self._conn.execute(
-                f"SELECT key, value FROM labels WHERE key IN ({marks})", chunk
-            ):
-                out[key] = json.loads(value)
+            with self._sqlite():
+                rows = self._conn.execute(
+                    f"SELECT key, value FROM labels WHERE key IN ({marks})", chunk
+                ).fetchall()
+            for key, value in rows:
+                out[key] = _json(value, self.path, f"label {key!r}")
         return out
 
     def has_many(self, keys: Iterable[str]) -> set[str]:
@@ -188,22 +226,26 @@ class LabelStore:
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            found.update(
-                k for (k,) in self._conn.execute(f"SELECT key FROM labels WHERE key IN ({marks})", chunk)
-            )
+            with self._sqlite():
+                found.update(
+                    k for (k,) in self._conn.execute(f"SELECT key FROM labels WHERE key IN ({marks})", chunk)
+                )
         return found
 
     def __contains__(self, key: object) -> bool:
-        return self._conn.execute("SELECT 1 FROM labels WHERE key=?", (key,)).fetchone() is not None
+        with self._sqlite():
+            return self._conn.execute("SELECT 1 FROM labels WHERE key=?", (key,)).fetchone() is not None
 
     def __len__(self) -> int:
-        return self._conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        with self._sqlite():
+            return self._conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of labels per (kind, teacher name)."""
-        rows = self._conn.execute(
-            "SELECT kind, teacher, COUNT(*) FROM labels GROUP BY kind, teacher ORDER BY kind, teacher"
-        )
+        with self._sqlite():
+            rows = self._conn.execute(
+                "SELECT kind, teacher, COUNT(*) FROM labels GROUP BY kind, teacher ORDER BY kind, teacher"
+            ).fetchall()
         return {(k, t): n for k, t, n in rows}
 
     def iter_records(self, kind: str | None = None, teacher: str | None = None) -> Iterator[LabelRecord]:
@@ -222,8 +264,13 @@ class LabelStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid"
-        for key, k, t, tid, qid, q, docs, value, created, ms, doc in self._conn.execute(sql, args):
-            yield LabelRecord(key, k, t, json.loads(value), json.loads(docs), qid, q, tid, created, ms, doc)
+        with self._sqlite():
+            cursor = self._conn.execute(sql, args)
+            while rows := cursor.fetchmany(_CHUNK):
+                for key, k, t, tid, qid, q, docs, value, created, ms, doc in rows:
+                    label = f"label {key!r}"
+                    value, docs = _json(value, self.path, label), _json(docs, self.path, f"{label} doc_ids")
+                    yield LabelRecord(key, k, t, value, docs, qid, q, tid, created, ms, doc)
 
     # -- writing ----------------------------------------------------------------------------------------
     def put_many(self, records: Sequence[LabelRecord]) -> int:
@@ -246,6 +293,10 @@ class LabelStore:
                     now, r.compute_ms, r.doc,
                 )
             )  # fmt: skip
+        with self._sqlite():
+            return self._insert(rows)
+
+    def _insert(self, rows: list[tuple]) -> int:
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:

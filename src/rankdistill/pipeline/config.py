@@ -217,6 +217,11 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 "no training queries: set train_queries.split or a queries.method other than 'none'"
             )
+        if self.train_queries.split is not None and self.train_queries.split == self.dataset.eval_split:
+            raise ValueError(
+                f"train_queries.split {self.train_queries.split!r} is dataset.eval_split; training on the "
+                "evaluation queries would leak them into the student"
+            )
         return self
 
     @property
@@ -229,11 +234,36 @@ def parse_config(data: Any, source: str = "config") -> PipelineConfig:
     return validate_config(PipelineConfig, data, source, "pipeline config", ConfigError)
 
 
+def check_dataset(config: PipelineConfig, source: str = "config") -> None:
+    """What `run --check` adds to validation: the dataset exists (here, or as a BEIR download) and has
+    the splits the config names; a ConfigError in one line otherwise."""
+    from rankdistill.data.datasets import BEIR_MD5, Dataset, resolve_dataset
+
+    ds = config.dataset
+    if ds.name.startswith("irds:"):
+        return  # ir_datasets resolves (and may download) only when the data stage runs
+    try:
+        folder = resolve_dataset(ds.name, ds.data_dir, download=False)
+    except RankdistillError as exc:
+        if ds.name.removeprefix("beir/").strip("/") in BEIR_MD5:
+            return  # downloaded by the data stage
+        raise ConfigError(f"{source}: dataset.name: {exc}") from None
+    splits = Dataset(folder).splits
+    for key, split in (
+        ("dataset.eval_split", ds.eval_split),
+        ("train_queries.split", config.train_queries.split),
+    ):
+        if split is not None and split not in splits:
+            raise ConfigError(
+                f"{source}: {key}: no split {split!r} in {folder}; available: {', '.join(splits) or 'none'}"
+            )
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`section.key=value` strings (value parsed as YAML) set into a copy of `data`."""
     import copy
 
-    import yaml
+    from rankdistill.training.config import parse_yaml
 
     data = copy.deepcopy(data)
     for item in overrides:
@@ -246,20 +276,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(node.setdefault(k, {}), dict):
                 raise ConfigError(f"override {item!r}: {k!r} is not a section")
             node = node[k]
-        node[keys[-1]] = yaml.safe_load(raw)
+        node[keys[-1]] = parse_yaml(raw, f"--set {path.strip()}", ConfigError)
     return data
 
 
 def read_config_data(path: str | Path) -> dict[str, Any]:
-    import yaml
+    from rankdistill.training.config import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = read_yaml(path, ConfigError)
     return data if data is not None else {}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rankdistill.data.types import Corpus, Queries, Run
+from rankdistill.errors import DataError
 from rankdistill.utils import progress, stable_hash
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class BM25Retriever:
             "v": 1,
         }
         self.doc_ids = list(corpus.keys())
+        where = corpus.path or f"corpus {corpus.name!r}"
+        if not self.doc_ids:
+            raise DataError("no documents to index; expected a corpus with at least one document", where)
         self._stemmer = Stemmer.Stemmer(language)
         self._show = show_progress
         root = Path(cache_dir) if cache_dir else _default_cache()
@@ -75,6 +79,12 @@ class BM25Retriever:
                 stemmer=self._stemmer,
                 show_progress=show_progress,
             )
+            if not tokens.vocab:
+                raise DataError(
+                    f"none of the {len(self.doc_ids)} documents has a word BM25 can index "
+                    "(all empty or stopwords); expected documents with text",
+                    where,
+                )
             self.model.index(tokens, show_progress=show_progress)
             self._save()
 
