@@ -114,7 +114,7 @@ def test_train_refuses_yaml_alias_bomb(tmp_path):
 
 
 def test_yaml_anchors_within_bounds_still_work(tmp_path):
-    from rankdistill.training.config import parse_yaml
+    from rankdistill.validation import parse_yaml
 
     text = "base: &b {name: scifact}\nother: *b\nmerged:\n  <<: *b\n  name: nfcorpus\n"
     assert parse_yaml(text, "x.yaml") == {

@@ -22,14 +22,14 @@ DataDirOption = typer.Option(
 def datasets_cmd(data_dir: Path = DataDirOption) -> None:
     """List the datasets found in the data directory, with counts."""
     from rankdistill.data.beir import corpus_path, qrels_splits
-    from rankdistill.data.datasets import _is_beir_folder, data_dirs
+    from rankdistill.data.datasets import data_dirs, is_beir_folder
 
     table = Table("name", "documents", "queries", "splits (judged queries)", "runs", "path")
     found = 0
     for root in data_dirs(data_dir):
         if not root.is_dir():
             continue
-        for folder in sorted(p for p in root.iterdir() if _is_beir_folder(p)):
+        for folder in sorted(p for p in root.iterdir() if is_beir_folder(p)):
             found += 1
             docs = _count_lines(corpus_path(folder))
             queries = _count_lines(folder / "queries.jsonl") if (folder / "queries.jsonl").exists() else 0

@@ -52,7 +52,7 @@ def data_dirs(data_dir: str | Path | None = None) -> list[Path]:
     return dirs
 
 
-def _is_beir_folder(p: Path) -> bool:
+def is_beir_folder(p: Path) -> bool:
     try:
         return p.is_dir() and ((p / "corpus.jsonl").exists() or (p / "corpus.jsonl.gz").exists())
     except OSError:  # a name too long for the file system is no folder
@@ -64,7 +64,7 @@ class Dataset:
 
     def __init__(self, path: str | Path, name: str | None = None):
         self.path = Path(path)
-        if not _is_beir_folder(self.path):
+        if not is_beir_folder(self.path):
             raise DataError(
                 "not a BEIR folder: expected corpus.jsonl[.gz], queries.jsonl and qrels/<split>.tsv",
                 self.path,
@@ -155,15 +155,15 @@ def resolve_dataset(
     p = Path(name_or_path)
     with contextlib.suppress(RuntimeError):  # ~user/... of an unknown user: not a path, maybe a name
         p = p.expanduser()
-    if _is_beir_folder(p):
+    if is_beir_folder(p):
         return p
     name = str(name_or_path).removeprefix("beir/").strip("/")
     for root in data_dirs(data_dir):
-        if _is_beir_folder(root / name):
+        if is_beir_folder(root / name):
             return root / name
         # allow a unique prefix: "noveleval" finds "noveleval-2306"
         try:
-            matches = [c for c in root.glob(f"{name}*") if _is_beir_folder(c)] if root.is_dir() else []
+            matches = [c for c in root.glob(f"{name}*") if is_beir_folder(c)] if root.is_dir() else []
         except (OSError, ValueError, RecursionError):  # a "name" that is no file name
             matches = []
         if len(matches) == 1:
@@ -219,7 +219,7 @@ def download_beir(name: str, root: Path) -> Path:
     with zipfile.ZipFile(zpath) as zf:
         zf.extractall(root)
     zpath.unlink()
-    if not _is_beir_folder(root / name):
+    if not is_beir_folder(root / name):
         shutil.rmtree(root / name, ignore_errors=True)
         raise RankdistillError(f"{url} did not contain a BEIR folder named {name}")
     return root / name
@@ -232,7 +232,7 @@ def from_ir_datasets(dataset_id: str) -> Dataset:
 
     ds = irds.load(dataset_id)
     folder = cache_dir() / "irds" / dataset_id.replace("/", "__")
-    if not _is_beir_folder(folder):
+    if not is_beir_folder(folder):
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "qrels").mkdir(parents=True)

@@ -263,7 +263,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """`section.key=value` strings (value parsed as YAML) set into a copy of `data`."""
     import copy
 
-    from rankdistill.training.config import parse_yaml
+    from rankdistill.validation import parse_yaml
 
     data = copy.deepcopy(data)
     for item in overrides:
@@ -281,7 +281,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def read_config_data(path: str | Path) -> dict[str, Any]:
-    from rankdistill.training.config import read_yaml
+    from rankdistill.validation import read_yaml
 
     data = read_yaml(path, ConfigError)
     return data if data is not None else {}

@@ -108,10 +108,7 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
         if split not in ds.splits:
             raise DataError(f"train_queries.split: no split {split!r} in {ds.name}; available: {', '.join(ds.splits)}",
                             ds.path / "qrels")  # fmt: skip
-        if split == cfg.dataset.eval_split:
-            raise RankdistillError(
-                f"train_queries.split {split!r} is the evaluation split; training on it would leak"
-            )
+        # (the config refuses a training split equal to the evaluation split)
         train_q = ds.split_queries(split)
         ids = [q for q in train_q if q not in eval_q]
         train_q = train_q.subset(_sample(ids, cfg.train_queries.max_queries, cfg.seed))
@@ -601,8 +598,8 @@ def build_stages() -> list[Stage]:
 
 
 def build_pipeline(config: PipelineConfig, run_dir: str | Path | None = None):
-    from rankdistill.version import __version__
     from rankdistill.pipeline.runner import Pipeline
+    from rankdistill.version import __version__
 
     return Pipeline(build_stages(), config, run_dir or config.resolved_run_dir, version=__version__)
 
