@@ -111,6 +111,7 @@ def main() -> None:
         )
     from bench_common import machine_info
 
+    load_before = os.getloadavg()
     samples: dict[str, dict[str, list[float]]] = {b: {"pp": [], "tg": []} for b in ("portable", "native")}
     backends = {}
     for r in range(args.rounds):
@@ -143,6 +144,7 @@ def main() -> None:
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "rounds": args.rounds,
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "reps_per_round": args.reps,
         "cpu_backend": backends,
         "results": summary,
