@@ -3,6 +3,9 @@
 The public API is flat and imported lazily, so `import rankdistill` stays cheap:
 
     from rankdistill import Reranker, load_dataset, BM25Retriever, evaluate
+
+Distilling from Python: `distill(config)` runs the whole pipeline (as `rankdistill run` does);
+`load_teacher`, `label_run` and `train_from_config` are its steps one by one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ _EXPORTS = {
     "Reranker": "rankdistill.inference",
     "load_llm": "rankdistill.llm",
     "LabelStore": "rankdistill.labels",
+    "load_teacher": "rankdistill.teachers",
+    "label_run": "rankdistill.labels",
+    "train_from_config": "rankdistill.training.run",
+    "distill": "rankdistill.pipeline",
+    "DistillRun": "rankdistill.pipeline",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
