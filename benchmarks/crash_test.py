@@ -33,17 +33,37 @@ DATA_DIR = Path(os.environ.get("RANKDISTILL_DATA_DIR", REPO.parent / "shared" / 
 
 def label_command(store: Path, args) -> list[str]:
     return [
-        sys.executable, "-c", "from rankdistill.cli import main; main()", "label",
-        "--dataset", "scifact", "--split", "test", "--teacher", args.teacher,
-        "--depth", str(args.depth), "--max-queries", str(args.queries),
-        "--batch-size", str(args.batch_size), "--store", str(store), "--no-evaluate",
-    ]  # fmt: skip
+        sys.executable,
+        "-c",
+        "from rankdistill.cli import main; main()",
+        "label",
+        "--dataset",
+        "scifact",
+        "--split",
+        "test",
+        "--teacher",
+        args.teacher,
+        "--depth",
+        str(args.depth),
+        "--max-queries",
+        str(args.queries),
+        "--batch-size",
+        str(args.batch_size),
+        "--store",
+        str(store),
+        "--no-evaluate",
+    ]
 
 
 def env_for(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(RANKDISTILL_CACHE=str(cache), RANKDISTILL_DATA_DIR=str(DATA_DIR), HF_HUB_OFFLINE="1",
-               RANKDISTILL_PROGRESS="0", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"))  # fmt: skip
+    env.update(
+        RANKDISTILL_CACHE=str(cache),
+        RANKDISTILL_DATA_DIR=str(DATA_DIR),
+        HF_HUB_OFFLINE="1",
+        RANKDISTILL_PROGRESS="0",
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
+    )
     return env
 
 
@@ -116,8 +136,15 @@ def crash_test(args) -> dict:
         if not finished:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        kills.append({"mode": mode, "after_s": round(time.perf_counter() - t0, 2), "labels_before": before,
-                      "labels_after": count_labels(crash_store), "finished_before_kill": finished})  # fmt: skip
+        kills.append(
+            {
+                "mode": mode,
+                "after_s": round(time.perf_counter() - t0, 2),
+                "labels_before": before,
+                "labels_after": count_labels(crash_store),
+                "finished_before_kill": finished,
+            }
+        )
         print(f"kill {i + 1}: {kills[-1]}", flush=True)
     resume_seconds, resume_summary = run_to_end(cmd, crash_env)
     # a finished job computes nothing when run again

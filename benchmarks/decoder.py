@@ -129,11 +129,11 @@ def main() -> None:
     from rankdistill.evaluation.metrics import evaluate
     from rankdistill.retrieval.bm25 import BM25Retriever
     from rankdistill.students.decoder import DecoderStudent
-    from rankdistill.training.decoder import examples_from_scores, train_decoder
     from rankdistill.students.encoder import load_encoder_student
     from rankdistill.teachers.base import rerank_run
     from rankdistill.teachers.encoders import BiEncoderTeacher
     from rankdistill.teachers.ensemble import EnsembleTeacher, FirstStageTeacher
+    from rankdistill.training.decoder import examples_from_scores, train_decoder
     from rankdistill.training.losses.joint import JointRankLMLoss
     from rankdistill.utils import set_seed
 
@@ -199,8 +199,12 @@ def main() -> None:
 
     teacher = EnsembleTeacher([FirstStageTeacher("bm25"), BiEncoderTeacher("minilm")], fusion="minmax")
     t_run = rerank_run(teacher, test_q, corpus, test_run, args.depth, show_progress=False)
-    eval_res = {"candidates": f"BM25 top-{args.depth}", "queries": len(test_q), "bm25": ndcg(test_run),
-                "teacher (BM25 + MiniLM cosine, min-max)": ndcg(t_run)}  # fmt: skip
+    eval_res = {
+        "candidates": f"BM25 top-{args.depth}",
+        "queries": len(test_q),
+        "bm25": ndcg(test_run),
+        "teacher (BM25 + MiniLM cosine, min-max)": ndcg(t_run),
+    }
     untrained = DecoderStudent.load(work / "untrained", dtype="bf16")
     run_u, pps_u = rerank(
         lambda ps: untrained.score(ps, batch_size=args.batch_size), test_q, corpus, test_run, args.depth
@@ -270,9 +274,17 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         history = train_decoder(
-            student, examples, work / "trained", loss=loss, epochs=args.epochs, groups_per_batch=2,
-            learning_rate=args.lr, head_learning_rate=args.head_lr, seed=args.seed, logging_steps=2,
-        )  # fmt: skip
+            student,
+            examples,
+            work / "trained",
+            loss=loss,
+            epochs=args.epochs,
+            groups_per_batch=2,
+            learning_rate=args.lr,
+            head_learning_rate=args.head_lr,
+            seed=args.seed,
+            logging_steps=2,
+        )
         train_s = time.perf_counter() - t0
         trained = DecoderStudent.load(work / "trained", dtype="bf16")
         run_t, pps_t = rerank(

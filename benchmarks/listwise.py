@@ -45,13 +45,33 @@ def ndcg(run: Run, qrels: Qrels, qids: list[str]) -> float:
     return round(evaluate(run.subset(qids), qrels, MEASURES)["nDCG@10"], 4)
 
 
-def quality_part(llm, store, ds, run: Run, qrels: Qrels, n_queries: int, words: int, name: str,
-                 constrained: bool | None = None) -> dict:  # fmt: skip
+def quality_part(
+    llm,
+    store,
+    ds,
+    run: Run,
+    qrels: Qrels,
+    n_queries: int,
+    words: int,
+    name: str,
+    constrained: bool | None = None,
+) -> dict:
     qids = [q for q in run.query_ids if q in qrels and q in ds.queries][:n_queries]
     queries = ds.queries.subset(qids)
-    labels, summary = label_listwise(llm, store, queries, ds.corpus, run, method="one_pass", top_k=10,
-                                     bottom_k=10, depth=20, max_passage_words=words, batch_size=1,
-                                     constrained=constrained)  # fmt: skip
+    labels, summary = label_listwise(
+        llm,
+        store,
+        queries,
+        ds.corpus,
+        run,
+        method="one_pass",
+        top_k=10,
+        bottom_k=10,
+        depth=20,
+        max_passage_words=words,
+        batch_size=1,
+        constrained=constrained,
+    )
     teacher_run = labels_to_run(labels)
     qids = teacher_run.query_ids
     return {
@@ -104,8 +124,16 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
     novel = load_dataset("noveleval-2306", args.data_dir)
-    out["noveleval"] = quality_part(llm, store, novel, novel.run("initial_order_top20"), novel.qrels("test"),
-                                    args.noveleval_queries, args.words, "noveleval-2306")  # fmt: skip
+    out["noveleval"] = quality_part(
+        llm,
+        store,
+        novel,
+        novel.run("initial_order_top20"),
+        novel.qrels("test"),
+        args.noveleval_queries,
+        args.words,
+        "noveleval-2306",
+    )
     save()
 
     dl = load_dataset("trec-dl-2019", args.data_dir)
@@ -118,8 +146,18 @@ def main() -> None:
         ("sliding_window", {"window": 20, "step": 10}),
         ("one_pass", {"top_k": 10, "bottom_k": 10}),
     ):
-        _, summary = label_listwise(llm, store, queries, dl.corpus, bm25, method=method, depth=100,
-                                    max_passage_words=args.words, batch_size=1, **kw)  # fmt: skip
+        _, summary = label_listwise(
+            llm,
+            store,
+            queries,
+            dl.corpus,
+            bm25,
+            method=method,
+            depth=100,
+            max_passage_words=args.words,
+            batch_size=1,
+            **kw,
+        )
         cost[method] = {"settings": {"depth": 100, **kw}, **summary}
     sw, op = cost["sliding_window"], cost["one_pass"]
     cost["ratio_sliding_over_one_pass"] = {
@@ -134,23 +172,43 @@ def main() -> None:
     out["cost_trec_dl_top100"] = cost
     save()
 
-    out["trec_dl_top20"] = quality_part(llm, store, dl, bm25.top_k(20), dl_qrels, args.dl_queries, args.words,
-                                        "trec-dl-2019 BM25 top-20")  # fmt: skip
+    out["trec_dl_top20"] = quality_part(
+        llm, store, dl, bm25.top_k(20), dl_qrels, args.dl_queries, args.words, "trec-dl-2019 BM25 top-20"
+    )
     save()
 
     # free-text answers (no grammar): what the parser has to repair when the backend cannot constrain
-    out["noveleval_unconstrained"] = quality_part(llm, store, novel, novel.run("initial_order_top20"),
-                                                  novel.qrels("test"), args.text_queries, args.words,
-                                                  "noveleval-2306 (free text)", constrained=False)  # fmt: skip
+    out["noveleval_unconstrained"] = quality_part(
+        llm,
+        store,
+        novel,
+        novel.run("initial_order_top20"),
+        novel.qrels("test"),
+        args.text_queries,
+        args.words,
+        "noveleval-2306 (free text)",
+        constrained=False,
+    )
     save()
 
     qids = [q for q in novel.run("initial_order_top20").query_ids if q in novel.queries][
         : args.reasoning_queries
     ]
     lw = {"method": "one_pass", "top_k": 10, "bottom_k": 10, "depth": 20, "max_passage_words": args.words}
-    reasoning = label_reasoning(llm, store, novel.queries.subset(qids), novel.corpus, novel.run("initial_order_top20"),
-                                explicit_depth=3, comparison_depth=4, comparison_window=3, max_retries=2,
-                                max_passage_words=args.words, listwise=lw, batch_size=1)  # fmt: skip
+    reasoning = label_reasoning(
+        llm,
+        store,
+        novel.queries.subset(qids),
+        novel.corpus,
+        novel.run("initial_order_top20"),
+        explicit_depth=3,
+        comparison_depth=4,
+        comparison_window=3,
+        max_retries=2,
+        max_passage_words=args.words,
+        listwise=lw,
+        batch_size=1,
+    )
     out["reasoning_noveleval"] = {"queries": len(qids), "max_retries": 2, **reasoning}
     save()
     store.close()

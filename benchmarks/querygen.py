@@ -94,8 +94,14 @@ def main() -> None:
     }
 
     for style in ("vanilla", "gbq"):
-        gen = QueryGenerator(llm, prompt=style, max_tokens=args.max_tokens, max_doc_words=args.max_doc_words,
-                             batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+        gen = QueryGenerator(
+            llm,
+            prompt=style,
+            max_tokens=args.max_tokens,
+            max_doc_words=args.max_doc_words,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
         prompts = [gen.render(d) for d in docs]
         # warm up (first-call allocations) and leave the few-shot prefix in the KV cache for both contenders
         llm.generate(prompts[:1], max_tokens=1)
@@ -121,8 +127,14 @@ def main() -> None:
                 for turn in (0, 1) if b % 2 == 0 else (1, 0):
                     t0 = time.perf_counter()
                     if turn == 0:
-                        bare += llm.generate(prompts[i : i + args.batch_size], max_tokens=args.max_tokens,
-                                             temperature=0.0, top_p=gen.top_p, seed=0, stop=["\n"])  # fmt: skip
+                        bare += llm.generate(
+                            prompts[i : i + args.batch_size],
+                            max_tokens=args.max_tokens,
+                            temperature=0.0,
+                            top_p=gen.top_p,
+                            seed=0,
+                            stop=["\n"],
+                        )
                         t_bare += time.perf_counter() - t0
                     else:
                         llm.generate = timed_generate
@@ -144,8 +156,17 @@ def main() -> None:
                 invalid += 1
                 continue
             g = raw[d.id][0]
-            queries.append(SyntheticQuery(f"{style}-{d.id}", text, d.id, gen.method, g.logprob,
-                                          g.logprob / max(g.n_tokens, 1), g.n_tokens))  # fmt: skip
+            queries.append(
+                SyntheticQuery(
+                    f"{style}-{d.id}",
+                    text,
+                    d.id,
+                    gen.method,
+                    g.logprob,
+                    g.logprob / max(g.n_tokens, 1),
+                    g.n_tokens,
+                )
+            )
         kept, copied = drop_copied(queries, corpus)
         kept, ungrounded = drop_ungrounded(kept, corpus)
         kept, dups = dedupe(kept)
@@ -174,10 +195,14 @@ def main() -> None:
             if q not in kept
         ]
         result["examples"][f"inpars-{style}"] = [
-            {"doc_id": q.source_doc_id, "title": corpus[q.source_doc_id].title, "query": q.text,
-             "mean_logprob": round(q.mean_logprob, 3)}
+            {
+                "doc_id": q.source_doc_id,
+                "title": corpus[q.source_doc_id].title,
+                "query": q.text,
+                "mean_logprob": round(q.mean_logprob, 3),
+            }
             for q in kept[:6]
-        ]  # fmt: skip
+        ]
         print(style, json.dumps(entry), file=sys.stderr)
 
     # (sentence-removed has the same queries as sentence; only the positive text the student sees differs)
@@ -186,8 +211,11 @@ def main() -> None:
         qs = pseudo_queries(docs, name, seed=args.seed)
         seconds = time.perf_counter() - t0
         qs, dups = dedupe(qs)
-        entry = {"speed": {"queries_per_s": round(len(qs) / max(seconds, 1e-9), 1)}, **dups,
-                 **quality(qs, corpus, retriever, len(docs))}  # fmt: skip
+        entry = {
+            "speed": {"queries_per_s": round(len(qs) / max(seconds, 1e-9), 1)},
+            **dups,
+            **quality(qs, corpus, retriever, len(docs)),
+        }
         result["methods"][name] = entry
         result["examples"][name] = [{"doc_id": q.source_doc_id, "query": q.text} for q in qs[:3]]
         print(name, json.dumps(entry), file=sys.stderr)

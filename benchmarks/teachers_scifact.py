@@ -75,7 +75,7 @@ def main() -> None:
             "llm_queries": len(sample),
             "measure": "nDCG@10",
             "split": "test",
-        },  # fmt: skip
+        },
         "machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()},
         "all_queries": prev.get("all_queries", {}),
         "sample": prev.get("sample", {}),
@@ -130,8 +130,11 @@ def main() -> None:
             reranked = label_run(measure_teacher, sub_q, corpus, sub_run, depth=args.depth, store=store)
             secs = time.perf_counter() - t0
             name = f"{kind}:{args.llm}"
-            results["sample"][name] = {"nDCG@10": ndcg(reranked, sub_qrels), "queries": len(sample),
-                                       "seconds": round(secs, 1)}  # fmt: skip
+            results["sample"][name] = {
+                "nDCG@10": ndcg(reranked, sub_qrels),
+                "queries": len(sample),
+                "seconds": round(secs, 1),
+            }
             print(
                 f"sample       {name:40s} nDCG@10={results['sample'][name]['nDCG@10']:.4f}  ({secs:.0f}s)",
                 flush=True,

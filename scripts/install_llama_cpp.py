@@ -62,10 +62,20 @@ def fetch_sdist(python: str, work: Path) -> Path:
     archive = work / f"llama_cpp_python-{VERSION}.tar.gz"
     if not archive.is_file():
         subprocess.run(
-            [python, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(work),
-             f"llama-cpp-python=={VERSION}"],
+            [
+                python,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                str(work),
+                f"llama-cpp-python=={VERSION}",
+            ],
             check=True,
-        )  # fmt: skip
+        )
     with tarfile.open(archive) as tar:
         tar.extractall(work, filter="data")
     return src

@@ -39,7 +39,7 @@ def _fill(store: LabelStore) -> None:
             "q1",
             "what causes tides",
             rid,
-        )  # fmt: skip
+        )
     )
     rows.append(
         LabelRecord(
@@ -51,7 +51,7 @@ def _fill(store: LabelStore) -> None:
             "q1",
             "what causes tides",
             rid,
-        )  # fmt: skip
+        )
     )
     store.put_many(rows)
 

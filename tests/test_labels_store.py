@@ -108,11 +108,27 @@ def test_runner_computes_once_and_resumes(tmp_path):
         return char_stats(payloads)
 
     with LabelStore(tmp_path / "l.sqlite") as store:
-        full = run_jobs(store, jobs, compute, kind="pointwise", teacher_name="test", teacher_identity=TEACHER,
-                        batch_size=8, show_progress=False)  # fmt: skip
+        full = run_jobs(
+            store,
+            jobs,
+            compute,
+            kind="pointwise",
+            teacher_name="test",
+            teacher_identity=TEACHER,
+            batch_size=8,
+            show_progress=False,
+        )
         assert full.stats.computed == 50 and full.stats.cached == 0 and calls == [8] * 6 + [2]
-        again = run_jobs(store, jobs, compute, kind="pointwise", teacher_name="test", teacher_identity=TEACHER,
-                         batch_size=8, show_progress=False)  # fmt: skip
+        again = run_jobs(
+            store,
+            jobs,
+            compute,
+            kind="pointwise",
+            teacher_name="test",
+            teacher_identity=TEACHER,
+            batch_size=8,
+            show_progress=False,
+        )
         assert again.stats.computed == 0 and again.stats.cached == 50 and len(calls) == 7
         assert again.values == full.values
 
@@ -127,11 +143,27 @@ def test_runner_computes_once_and_resumes(tmp_path):
             return char_stats(payloads)
 
         with pytest.raises(RankdistillError, match="24 labels are stored"):
-            run_jobs(store, jobs, dies, kind="pointwise", teacher_name="test", teacher_identity=TEACHER,
-                     batch_size=8, show_progress=False)  # fmt: skip
+            run_jobs(
+                store,
+                jobs,
+                dies,
+                kind="pointwise",
+                teacher_name="test",
+                teacher_identity=TEACHER,
+                batch_size=8,
+                show_progress=False,
+            )
         assert len(store) == 24
-        resumed = run_jobs(store, jobs, compute, kind="pointwise", teacher_name="test", teacher_identity=TEACHER,
-                           batch_size=8, show_progress=False)  # fmt: skip
+        resumed = run_jobs(
+            store,
+            jobs,
+            compute,
+            kind="pointwise",
+            teacher_name="test",
+            teacher_identity=TEACHER,
+            batch_size=8,
+            show_progress=False,
+        )
         assert resumed.stats.cached == 24 and resumed.stats.computed == 26
         assert resumed.values == full.values
         assert len(store) == 50
@@ -140,9 +172,24 @@ def test_runner_computes_once_and_resumes(tmp_path):
 def test_runner_dedupes_keys_and_checks_lengths(tmp_path):
     jobs = make_jobs(10) + make_jobs(10)
     with LabelStore(tmp_path / "l.sqlite") as store:
-        res = run_jobs(store, jobs, char_stats, kind="pointwise", teacher_name="t", teacher_identity=TEACHER,
-                       batch_size=4, show_progress=False)  # fmt: skip
+        res = run_jobs(
+            store,
+            jobs,
+            char_stats,
+            kind="pointwise",
+            teacher_name="t",
+            teacher_identity=TEACHER,
+            batch_size=4,
+            show_progress=False,
+        )
         assert res.stats.total == 10 and len(store) == 10
         with pytest.raises(RankdistillError, match="returned 1 values"):
-            run_jobs(store, make_jobs(3, "other"), lambda p: [{"score": 0}], kind="pointwise", teacher_name="t",
-                     teacher_identity=TEACHER, show_progress=False)  # fmt: skip
+            run_jobs(
+                store,
+                make_jobs(3, "other"),
+                lambda p: [{"score": 0}],
+                kind="pointwise",
+                teacher_name="t",
+                teacher_identity=TEACHER,
+                show_progress=False,
+            )

@@ -139,8 +139,11 @@ def test_failed_stage_keeps_earlier_and_previous_outputs(tmp_path: Path, source:
         _run(tmp_path, source, {"mode": "lower", "v": 1}, calls, fail={"transform"})
     assert info.value.stage == "transform"
     assert calls == ["transform"]
-    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != "pipeline.json"
-             and ".transform.tmp" not in str(p)}  # fmt: skip
+    after = {
+        p: p.read_bytes()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.name != "pipeline.json" and ".transform.tmp" not in str(p)
+    }
     assert after == before  # read, the old transform and count: untouched
     assert [s["status"] for s in read_status(run_dir)] == ["skipped", "failed", "not run"]
     # the failed attempt's folder is kept for inspection and resuming; the next good run replaces it

@@ -33,7 +33,7 @@ DOCS = [
         "d1",
         "Aspirin lowers the risk of heart attack in adults. It also thins the blood. Doctors prescribe it daily.",
         "Aspirin and heart disease",
-    ),  # fmt: skip
+    ),
     Document(
         "d2",
         "BM25 is a ranking function used by search engines to estimate the relevance of documents.",
@@ -44,7 +44,7 @@ DOCS = [
         "d4",
         "The mitochondria is the powerhouse of the cell. It produces most of the chemical energy needed.",
         "Mitochondria in eukaryotic cells",
-    ),  # fmt: skip
+    ),
 ]
 
 
@@ -119,14 +119,20 @@ def test_prompts_are_registered_and_render_the_document():
 
 def test_split_sentences():
     assert split_sentences("One sentence here. Another one! A third? 4 starts with a digit.") == [
-        "One sentence here.", "Another one!", "A third?", "4 starts with a digit."]  # fmt: skip
+        "One sentence here.",
+        "Another one!",
+        "A third?",
+        "4 starts with a digit.",
+    ]
     assert split_sentences("e.g. this is not split. Fine") == ["e.g. this is not split.", "Fine"]
 
 
 def test_pseudo_queries_sentence_title_and_removed():
     titles = pseudo_queries(DOCS, "title", min_words=2)
     assert [(q.source_doc_id, q.text) for q in titles] == [
-        ("d1", "Aspirin and heart disease"), ("d4", "Mitochondria in eukaryotic cells")]  # fmt: skip
+        ("d1", "Aspirin and heart disease"),
+        ("d4", "Mitochondria in eukaryotic cells"),
+    ]
     sent = pseudo_queries(DOCS, "sentence", seed=3)
     assert sent == pseudo_queries(list(reversed(DOCS)), "sentence", seed=3)[::-1]  # per-document seeding
     for q in sent:
@@ -184,8 +190,14 @@ def test_pseudo_query_dataset_on_scifact(data_dir, tmp_path):
     retriever = BM25Retriever.from_corpus(ds.corpus, cache_dir=tmp_path / "cache", show_progress=False)
     out = tmp_path / "ict"
     config = QueryGenConfig(method="sentence", n_docs=60, seed=7, negatives=10)
-    result = generate_synthetic_queries(ds.corpus, config, out_dir=out, retriever=retriever,
-                                        corpus_file=corpus_path(ds.path), show_progress=False)  # fmt: skip
+    result = generate_synthetic_queries(
+        ds.corpus,
+        config,
+        out_dir=out,
+        retriever=retriever,
+        corpus_file=corpus_path(ds.path),
+        show_progress=False,
+    )
     qs = result.queries
     assert 50 <= len(qs) <= 60
     test_texts = set(ds.queries.values())
@@ -208,8 +220,9 @@ def test_pseudo_query_dataset_on_scifact(data_dir, tmp_path):
     # same seed, same queries; another seed, other documents
     again = generate_synthetic_queries(ds.corpus, config, retriever=retriever, show_progress=False)
     assert [q.text for q in again.queries] == [q.text for q in qs]
-    other = generate_synthetic_queries(ds.corpus, QueryGenConfig(method="title", n_docs=60, seed=8),
-                                       retriever=retriever, show_progress=False)  # fmt: skip
+    other = generate_synthetic_queries(
+        ds.corpus, QueryGenConfig(method="title", n_docs=60, seed=8), retriever=retriever, show_progress=False
+    )
     assert {q.source_doc_id for q in other.queries} != {q.source_doc_id for q in qs}
     assert all(q.text == ds.corpus[q.source_doc_id].title for q in other.queries)
 
@@ -236,8 +249,9 @@ def test_teacher_filter_keeps_the_best_scored_pairs(data_dir, minilm_dir):
     teacher = BiEncoderTeacher(minilm_dir, cache_dir=False)
     config = QueryGenConfig(method="title", n_docs=16, seed=2, filter="teacher", keep_top_k=6)
     result = generate_synthetic_queries(ds.corpus, config, teacher=teacher, show_progress=False)
-    everything = generate_synthetic_queries(ds.corpus, QueryGenConfig(method="title", n_docs=16, seed=2),
-                                            show_progress=False)  # fmt: skip
+    everything = generate_synthetic_queries(
+        ds.corpus, QueryGenConfig(method="title", n_docs=16, seed=2), show_progress=False
+    )
     assert len(result.queries) == 6 and len(everything.queries) > 6
     scores = {q.query_id: q.score for q in result.queries}
     # recompute the teacher's scores of every pair: the kept ones are the 6 best
@@ -257,8 +271,23 @@ def test_cli_generate_queries_title_method(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
     runner = CliRunner()
     out = tmp_path / "titles"
-    args = ["generate-queries", "-d", "scifact", "--data-dir", str(data_dir), "-o", str(out), "--method", "title",
-            "--n-docs", "30", "--negatives", "4", "--show", "2"]  # fmt: skip
+    args = [
+        "generate-queries",
+        "-d",
+        "scifact",
+        "--data-dir",
+        str(data_dir),
+        "-o",
+        str(out),
+        "--method",
+        "title",
+        "--n-docs",
+        "30",
+        "--negatives",
+        "4",
+        "--show",
+        "2",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "queries for 30 documents" in res.output
@@ -289,7 +318,9 @@ def test_grounding_check_catches_few_shot_echoes():
     assert not is_grounded("What is the significance of this study?", beans)  # no topic word at all
     assert is_grounded("benefits of eating beans for the heart", beans)
     corpus = Corpus([Document("b", beans)])
-    qs = [SyntheticQuery("1", "How large is the Canadian military?", "b", "m"),
-          SyntheticQuery("2", "cholesterol and dry beans", "b", "m")]  # fmt: skip
+    qs = [
+        SyntheticQuery("1", "How large is the Canadian military?", "b", "m"),
+        SyntheticQuery("2", "cholesterol and dry beans", "b", "m"),
+    ]
     kept, n = drop_ungrounded(qs, corpus)
     assert [q.query_id for q in kept] == ["2"] and n == 1

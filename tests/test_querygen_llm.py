@@ -87,8 +87,9 @@ def test_vanilla_queries_with_gemma(uninterrupted, scifact):
 def test_rerun_generates_nothing(uninterrupted, llm, scifact, retriever):
     config = QueryGenConfig(method="vanilla", filter="logprob", keep_share=0.75, **SETTINGS)
     t0 = time.perf_counter()
-    again = generate_synthetic_queries(scifact.corpus, config, llm=llm, out_dir=uninterrupted.path,
-                                       retriever=retriever, show_progress=False)  # fmt: skip
+    again = generate_synthetic_queries(
+        scifact.corpus, config, llm=llm, out_dir=uninterrupted.path, retriever=retriever, show_progress=False
+    )
     assert again.stats["generation"]["generations"] == 0
     assert again.stats["generation"]["resumed_documents"] == 4
     assert again.queries == uninterrupted.queries
@@ -134,8 +135,12 @@ llm = LlamaCppLLM({str(gemma_gguf)!r}, n_ctx=1024, n_threads=1)
 config = QueryGenConfig(method="vanilla", filter="logprob", keep_share=0.75, **{{**{SETTINGS!r}, "batch_size": 1}})
 generate_synthetic_queries(ds.corpus, config, llm=llm, out_dir={str(out)!r}, show_progress=False)
 """
-    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "RANKDISTILL_PROGRESS": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "RANKDISTILL_PROGRESS": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     journal = out / "generations.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -179,9 +184,29 @@ def test_cli_with_an_llm_spec(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RANKDISTILL_THREADS", "1")
     monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "gbq"
-    args = ["generate-queries", "-d", str(data_dir / "scifact"), "-o", str(out), "--method", "gbq",
-            "--llm", "llamacpp:gemma3-270m", "--n-docs", "3", "--max-doc-words", "25", "--max-tokens", "12",
-            "--filter", "logprob", "--keep-top-k", "2", "--negatives", "3"]  # fmt: skip
+    args = [
+        "generate-queries",
+        "-d",
+        str(data_dir / "scifact"),
+        "-o",
+        str(out),
+        "--method",
+        "gbq",
+        "--llm",
+        "llamacpp:gemma3-270m",
+        "--n-docs",
+        "3",
+        "--max-doc-words",
+        "25",
+        "--max-tokens",
+        "12",
+        "--filter",
+        "logprob",
+        "--keep-top-k",
+        "2",
+        "--negatives",
+        "3",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "queries/s" in res.output

@@ -90,8 +90,14 @@ def test_student_keeps_first_layers_and_saves_plain_hf_folder(tmp_path, minilm_d
     assert ce.predict(PAIRS) == pytest.approx(ours, abs=1e-4)
     hf = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
     tok = ce.tokenizer
-    enc = tok([q for q, _ in PAIRS], [d for _, d in PAIRS], padding=True, truncation=True, max_length=64,
-              return_tensors="pt")  # fmt: skip
+    enc = tok(
+        [q for q, _ in PAIRS],
+        [d for _, d in PAIRS],
+        padding=True,
+        truncation=True,
+        max_length=64,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         logits = hf(**enc).logits[:, 0].numpy()
     assert logits == pytest.approx(ours, abs=1e-4)

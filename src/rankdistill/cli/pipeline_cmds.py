@@ -113,9 +113,11 @@ def report_cmd(
             )
         config_path = target / "config.yaml"
         config = config_path.read_text(encoding="utf-8") if config_path.exists() else None
-        stages = [{"name": p.name, "status": "done", "seconds": read_manifest(p).get("seconds")}
-                  for p in sorted(target.iterdir(), key=lambda p: p.stat().st_mtime)
-                  if p.is_dir() and read_manifest(p) and p.name != "report"]  # fmt: skip
+        stages = [
+            {"name": p.name, "status": "done", "seconds": read_manifest(p).get("seconds")}
+            for p in sorted(target.iterdir(), key=lambda p: p.stat().st_mtime)
+            if p.is_dir() and read_manifest(p) and p.name != "report"
+        ]
         out = out or target
     else:
         metrics, config, stages = target, None, None

@@ -110,12 +110,25 @@ def generate_queries_cmd(
     from rankdistill.teachers.querygen.pipeline import LLM_METHODS
 
     config = QueryGenConfig(
-        method=method, n_docs=n_docs or None, n_per_doc=n_per_doc, seed=seed, max_tokens=max_tokens,
-        temperature=temperature, top_p=top_p, max_doc_words=max_doc_words, batch_size=batch_size,
-        remove_sentence=remove_sentence, min_words=min_words, max_words=max_words, drop_copied=not keep_copied,
+        method=method,
+        n_docs=n_docs or None,
+        n_per_doc=n_per_doc,
+        seed=seed,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        max_doc_words=max_doc_words,
+        batch_size=batch_size,
+        remove_sentence=remove_sentence,
+        min_words=min_words,
+        max_words=max_words,
+        drop_copied=not keep_copied,
         drop_ungrounded=not keep_ungrounded,
-        filter=filter_, keep_share=keep, keep_top_k=keep_top_k, negatives=negatives,
-    )  # fmt: skip
+        filter=filter_,
+        keep_share=keep,
+        keep_top_k=keep_top_k,
+        negatives=negatives,
+    )
     try:
         config.check()
     except ValueError as exc:
@@ -139,14 +152,24 @@ def generate_queries_cmd(
 
     if overwrite and out.exists():
         # only ever delete a folder this command wrote: a mistyped --out must not cost someone their data
-        ours = {"generations.jsonl", "synthetic.jsonl", "stats.json", "queries.jsonl", "qrels", "runs", "corpus.jsonl",
-                "corpus.jsonl.gz"}  # fmt: skip
+        ours = {
+            "generations.jsonl",
+            "synthetic.jsonl",
+            "stats.json",
+            "queries.jsonl",
+            "qrels",
+            "runs",
+            "corpus.jsonl",
+            "corpus.jsonl.gz",
+        }
         strangers = (
             sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else [out.name]
         )
         if strangers:
-            raise typer.BadParameter(f"--overwrite: {out} holds files this command did not write ({strangers[:5]}); "
-                                     "delete it yourself or pick another --out")  # fmt: skip
+            raise typer.BadParameter(
+                f"--overwrite: {out} holds files this command did not write ({strangers[:5]}); "
+                "delete it yourself or pick another --out"
+            )
         shutil.rmtree(out)
     generator = None
     if method in LLM_METHODS:
@@ -166,9 +189,15 @@ def generate_queries_cmd(
     try:
         retriever = BM25Retriever.from_corpus(corpus, cache_dir=cache_dir)
         result = generate_synthetic_queries(
-            corpus, config, llm=generator, out_dir=out, retriever=retriever, teacher=scorer_teacher,
-            scorer=scorer, corpus_file=corpus_file,
-        )  # fmt: skip
+            corpus,
+            config,
+            llm=generator,
+            out_dir=out,
+            retriever=retriever,
+            teacher=scorer_teacher,
+            scorer=scorer,
+            corpus_file=corpus_file,
+        )
     finally:
         if generator is not None:
             generator.close()
@@ -180,10 +209,24 @@ def generate_queries_cmd(
     console.print(f"wrote {len(result.queries)} queries for {s['sampled_documents']} documents to {out}")
     if "generation" in s:
         g = s["generation"]
-        console.print(f"generation: {g['generations']} in {g['seconds']:.1f}s ({g['queries_per_second']:.2f} queries/s), "
-                      f"{g['resumed_documents']} documents resumed from the journal")  # fmt: skip
-    steps = {k: s[k] for k in ("raw_queries", "invalid_after_cleanup", "copied_from_document", "ungrounded", "exact_duplicates",
-                               "normalised_duplicates", "after_filter", "bm25_source_in_top") if k in s}  # fmt: skip
+        console.print(
+            f"generation: {g['generations']} in {g['seconds']:.1f}s ({g['queries_per_second']:.2f} queries/s), "
+            f"{g['resumed_documents']} documents resumed from the journal"
+        )
+    steps = {
+        k: s[k]
+        for k in (
+            "raw_queries",
+            "invalid_after_cleanup",
+            "copied_from_document",
+            "ungrounded",
+            "exact_duplicates",
+            "normalised_duplicates",
+            "after_filter",
+            "bm25_source_in_top",
+        )
+        if k in s
+    }
     console.print(json.dumps(steps))
     for q in result.queries[:show]:
         console.print(f"  [{q.source_doc_id}] {q.text}", markup=False, highlight=False)

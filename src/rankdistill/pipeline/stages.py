@@ -106,17 +106,24 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
     if cfg.train_queries.split is not None:
         split = cfg.train_queries.split
         if split not in ds.splits:
-            raise DataError(f"train_queries.split: no split {split!r} in {ds.name}; available: {', '.join(ds.splits)}",
-                            ds.path / "qrels")  # fmt: skip
+            raise DataError(
+                f"train_queries.split: no split {split!r} in {ds.name}; available: {', '.join(ds.splits)}",
+                ds.path / "qrels",
+            )
         # (the config refuses a training split equal to the evaluation split)
         train_q = ds.split_queries(split)
         ids = [q for q in train_q if q not in eval_q]
         train_q = train_q.subset(_sample(ids, cfg.train_queries.max_queries, cfg.seed))
         n_train = _write_queries(ctx.out / "train_queries.jsonl", train_q)
     info = {
-        "name": ds.name, "path": str(ds.path), "documents": len(ds.corpus), "corpus_fingerprint": corpus_fingerprint(ds.corpus),
-        "eval_split": cfg.dataset.eval_split, "eval_queries": len(eval_q), "train_queries": n_train,
-    }  # fmt: skip
+        "name": ds.name,
+        "path": str(ds.path),
+        "documents": len(ds.corpus),
+        "corpus_fingerprint": corpus_fingerprint(ds.corpus),
+        "eval_split": cfg.dataset.eval_split,
+        "eval_queries": len(eval_q),
+        "train_queries": n_train,
+    }
     (ctx.out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
@@ -135,8 +142,11 @@ def run_bm25(ctx: StageContext) -> dict[str, Any]:
     eval_run = bm25.retrieve(_read_queries(data / "eval_queries.jsonl"), k=cfg.bm25.k, desc="BM25 (eval)")
     seconds = time.perf_counter() - t0
     write_run(eval_run, ctx.out / "eval_candidates.trec", tag="bm25")
-    summary = {"eval_queries": len(eval_run), "eval_pairs": sum(len(v) for _, v in eval_run.items()),
-               "eval_seconds": round(seconds, 3)}  # fmt: skip
+    summary = {
+        "eval_queries": len(eval_run),
+        "eval_pairs": sum(len(v) for _, v in eval_run.items()),
+        "eval_seconds": round(seconds, 3),
+    }
     if (data / "train_queries.jsonl").exists():
         train_run = bm25.retrieve(
             _read_queries(data / "train_queries.jsonl"), k=cfg.labels.depth, desc="BM25 (train)"
@@ -167,8 +177,9 @@ def run_queries(ctx: StageContext) -> dict[str, Any]:
 
         llm = load_llm(cfg.queries.llm)
     try:
-        result = generate_synthetic_queries(ds.corpus, qcfg, llm=llm, out_dir=ctx.out, retriever=_bm25(ctx),
-                                            corpus_file=corpus_path(ds.path))  # fmt: skip
+        result = generate_synthetic_queries(
+            ds.corpus, qcfg, llm=llm, out_dir=ctx.out, retriever=_bm25(ctx), corpus_file=corpus_path(ds.path)
+        )
     finally:
         if llm is not None:
             llm.close()
@@ -215,10 +226,20 @@ def label_with_backend(ctx: StageContext, candidates: list) -> list:
             from rankdistill.labels.ray_backend import RayOptions, label_candidates_ray
 
             r = cfg.labels.ray
-            options = RayOptions(address=r.address, num_actors=r.num_actors, num_cpus_per_actor=r.num_cpus_per_actor,
-                                 num_gpus_per_actor=r.num_gpus_per_actor)  # fmt: skip
-            return label_candidates_ray(cfg.labels.teacher, candidates, store, options=options,
-                                        batch_size=cfg.labels.batch_size, teacher=_teacher(ctx))  # fmt: skip
+            options = RayOptions(
+                address=r.address,
+                num_actors=r.num_actors,
+                num_cpus_per_actor=r.num_cpus_per_actor,
+                num_gpus_per_actor=r.num_gpus_per_actor,
+            )
+            return label_candidates_ray(
+                cfg.labels.teacher,
+                candidates,
+                store,
+                options=options,
+                batch_size=cfg.labels.batch_size,
+                teacher=_teacher(ctx),
+            )
         return label_candidates(_teacher(ctx), candidates, store, batch_size=cfg.labels.batch_size)
 
 
@@ -285,14 +306,23 @@ def run_labels(ctx: StageContext) -> dict[str, Any]:
         targets = _targets(candidates, labels, cfg.labels.target)
         keep = _sample_rows(candidates, labels, cfg.labels.per_query, cfg.labels.top, cfg.seed)
         rows = (
-            {"query_id": c.query_id, "query": c.query, "doc_id": c.doc_id, "document": c.doc, "label": t,
-             "teacher_score": float(lab.score)}
+            {
+                "query_id": c.query_id,
+                "query": c.query,
+                "doc_id": c.doc_id,
+                "document": c.doc,
+                "label": t,
+                "teacher_score": float(lab.score),
+            }
             for i, (c, lab, t) in enumerate(zip(candidates, labels, targets, strict=True))
             if keep is None or i in keep
-        )  # fmt: skip
+        )
         n = write_jsonl(ctx.out / f"{phase}.jsonl", rows)
-        summary[phase] = {"queries": len({c.query_id for c in candidates}), "pairs": n,
-                          "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+        summary[phase] = {
+            "queries": len({c.query_id for c in candidates}),
+            "pairs": n,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
     return summary
 
 
@@ -456,9 +486,17 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             run = _with_tail(run, candidates_run)
         res = evaluate(run, qrels, ev.measures, per_query=True)
         write_run(run, ctx.out / "runs" / f"{role}.trec", tag=role)
-        systems.append({"name": name, "role": role, "metrics": {m: res[m] for m in ev.measures},
-                        "per_query": res["per_query"], "pairs_per_second": pps, "parameters": params,
-                        "description": description})  # fmt: skip
+        systems.append(
+            {
+                "name": name,
+                "role": role,
+                "metrics": {m: res[m] for m in ev.measures},
+                "per_query": res["per_query"],
+                "pairs_per_second": pps,
+                "parameters": params,
+                "description": description,
+            }
+        )
         log.info("%s: %s", name, {m: round(res[m], 4) for m in ev.measures})
 
     add(
@@ -504,9 +542,15 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     for c, s in zip(candidates, scores, strict=True):
         student_run.scores.setdefault(c.query_id, {})[c.doc_id] = float(s)
     info = reranker.info()
-    add(f"student: {Path(str(cfg.train.student.get('base', 'student'))).name}", "student", student_run, pps,
-        count_parameters(student_dir), f"backend {info.get('backend')}, dtype {info.get('dtype')}, "
-        f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}")  # fmt: skip
+    add(
+        f"student: {Path(str(cfg.train.student.get('base', 'student'))).name}",
+        "student",
+        student_run,
+        pps,
+        count_parameters(student_dir),
+        f"backend {info.get('backend')}, dtype {info.get('dtype')}, "
+        f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}",
+    )
     if ev.fuse_student is not None:
         w = ev.fuse_student
         # BM25's scores of the same (reranked) candidates
@@ -514,15 +558,27 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             {q: {d: candidates_run[q][d] for d in student_run[q]} for q in student_run.query_ids}
         )
         fused = fuse_minmax([student_run, reranked_bm25], [w, 1 - w], name="student+bm25")
-        add(f"student + BM25 (min-max, {w:g} / {1 - w:g})", "other", fused, pps, count_parameters(student_dir),
+        add(
+            f"student + BM25 (min-max, {w:g} / {1 - w:g})",
+            "other",
+            fused,
+            pps,
+            count_parameters(student_dir),
             "the student's and BM25's scores of the reranked candidates, each min-max scaled per query, "
-            "weighted and summed (the teacher's fusion, with the student in place of the bi-encoder)")  # fmt: skip
+            "weighted and summed (the teacher's fusion, with the student in place of the bi-encoder)",
+        )
 
     where = f"BM25 top-{cfg.bm25.k}" + (
         f", top {ev.depth} reranked" if ev.depth and ev.depth < cfg.bm25.k else ""
     )
-    results = {"dataset": ds.name, "split": cfg.dataset.eval_split, "queries": len(queries),
-               "candidates": where, "measures": ev.measures, "systems": systems}  # fmt: skip
+    results = {
+        "dataset": ds.name,
+        "split": cfg.dataset.eval_split,
+        "queries": len(queries),
+        "candidates": where,
+        "measures": ev.measures,
+        "systems": systems,
+    }
     from rankdistill.report import parse_results
 
     parse_results(results)  # the report stage must be able to read it
@@ -573,28 +629,74 @@ def _dump(model) -> Any:
 def build_stages() -> list[Stage]:
     """The stages with what each one's outputs depend on (what a rerun compares)."""
     return [
-        Stage("data", run_data, lambda c: {"dataset": _dump(c.dataset), "train_queries": _dump(c.train_queries), "seed": c.seed},
-              external=_dataset_fingerprint, description="open the dataset, pick evaluation and training queries"),
-        Stage("bm25", run_bm25, lambda c: {"bm25": _dump(c.bm25), "depth": c.labels.depth}, after=("data",),
-              external=_dataset_fingerprint, description="BM25 candidates"),
-        Stage("queries", run_queries, lambda c: {"queries": _dump(c.queries), "bm25": _dump(c.bm25), "seed": c.seed},
-              external=_dataset_fingerprint, description="synthetic queries (InPars)"),  # reads only the corpus
+        Stage(
+            "data",
+            run_data,
+            lambda c: {"dataset": _dump(c.dataset), "train_queries": _dump(c.train_queries), "seed": c.seed},
+            external=_dataset_fingerprint,
+            description="open the dataset, pick evaluation and training queries",
+        ),
+        Stage(
+            "bm25",
+            run_bm25,
+            lambda c: {"bm25": _dump(c.bm25), "depth": c.labels.depth},
+            after=("data",),
+            external=_dataset_fingerprint,
+            description="BM25 candidates",
+        ),
+        Stage(
+            "queries",
+            run_queries,
+            lambda c: {"queries": _dump(c.queries), "bm25": _dump(c.bm25), "seed": c.seed},
+            external=_dataset_fingerprint,
+            description="synthetic queries (InPars)",
+        ),  # reads only the corpus
         # the backend (local or Ray) and its sizing do not change a label, so they are not settings here
-        Stage("labels", run_labels,
-              lambda c: {"teacher": c.labels.teacher, "depth": c.labels.depth, "target": c.labels.target,
-                         "batch_size": c.labels.batch_size, "per_query": c.labels.per_query, "top": c.labels.top,
-                         "seed": c.seed},
-              after=("data", "bm25", "queries"), external=_dataset_fingerprint, description="teacher labels"),
-        Stage("train", run_train, lambda c: {"train": _dump(c.train), "seed": c.seed}, after=("labels",),
-              description="train the student"),
-        Stage("evaluate", run_evaluate,
-              lambda c: {"evaluate": _dump(c.evaluate), "teacher": c.labels.teacher, "batch_size": c.labels.batch_size,
-                         "threads": c.threads},
-              after=("data", "bm25", "train"), external=_dataset_fingerprint,
-              description="BM25, teacher and student on the same candidates"),
-        Stage("report", run_report, lambda c: c.model_dump(mode="json", exclude_none=True), after=("evaluate",),
-              publish=publish_report, description="report.md and report.html"),
-    ]  # fmt: skip
+        Stage(
+            "labels",
+            run_labels,
+            lambda c: {
+                "teacher": c.labels.teacher,
+                "depth": c.labels.depth,
+                "target": c.labels.target,
+                "batch_size": c.labels.batch_size,
+                "per_query": c.labels.per_query,
+                "top": c.labels.top,
+                "seed": c.seed,
+            },
+            after=("data", "bm25", "queries"),
+            external=_dataset_fingerprint,
+            description="teacher labels",
+        ),
+        Stage(
+            "train",
+            run_train,
+            lambda c: {"train": _dump(c.train), "seed": c.seed},
+            after=("labels",),
+            description="train the student",
+        ),
+        Stage(
+            "evaluate",
+            run_evaluate,
+            lambda c: {
+                "evaluate": _dump(c.evaluate),
+                "teacher": c.labels.teacher,
+                "batch_size": c.labels.batch_size,
+                "threads": c.threads,
+            },
+            after=("data", "bm25", "train"),
+            external=_dataset_fingerprint,
+            description="BM25, teacher and student on the same candidates",
+        ),
+        Stage(
+            "report",
+            run_report,
+            lambda c: c.model_dump(mode="json", exclude_none=True),
+            after=("evaluate",),
+            publish=publish_report,
+            description="report.md and report.html",
+        ),
+    ]
 
 
 def build_pipeline(config: PipelineConfig, run_dir: str | Path | None = None):
@@ -604,8 +706,14 @@ def build_pipeline(config: PipelineConfig, run_dir: str | Path | None = None):
     return Pipeline(build_stages(), config, run_dir or config.resolved_run_dir, version=__version__)
 
 
-def run_pipeline(config: PipelineConfig, *, run_dir: str | Path | None = None, from_stage: str | None = None,
-                 until: str | None = None, on_event=None):  # fmt: skip
+def run_pipeline(
+    config: PipelineConfig,
+    *,
+    run_dir: str | Path | None = None,
+    from_stage: str | None = None,
+    until: str | None = None,
+    on_event=None,
+):
     """Run (or resume) the whole pipeline; returns the StageResults. Writes the config used to the run folder."""
     import yaml
 

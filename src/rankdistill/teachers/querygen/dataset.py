@@ -61,9 +61,15 @@ def write_synthetic_dataset(
     write_jsonl(out / "synthetic.jsonl", (q.to_dict() for q in queries))
     write_jsonl(
         out / "queries.jsonl",
-        ({"_id": q.query_id, "text": q.text, "metadata": {"source_doc_id": q.source_doc_id, "method": q.method}}
-         for q in queries),
-    )  # fmt: skip
+        (
+            {
+                "_id": q.query_id,
+                "text": q.text,
+                "metadata": {"source_doc_id": q.source_doc_id, "method": q.method},
+            }
+            for q in queries
+        ),
+    )
     tmp = out / "qrels" / f"{SPLIT}.tsv.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write("query-id\tcorpus-id\tscore\n")

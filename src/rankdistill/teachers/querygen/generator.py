@@ -48,11 +48,15 @@ def resolve_prompt(prompt: str | PromptTemplate) -> PromptTemplate:
         try:
             template = get_prompt(prompt)
         except KeyError:
-            raise ValueError(f"unknown query-generation prompt {prompt!r}; expected one of {sorted(QUERYGEN_PROMPTS)} "
-                             "or a registered prompt name") from None  # fmt: skip
+            raise ValueError(
+                f"unknown query-generation prompt {prompt!r}; expected one of {sorted(QUERYGEN_PROMPTS)} "
+                "or a registered prompt name"
+            ) from None
     if template.fields != {"document"}:
-        raise ValueError(f"prompt {template.name}@{template.version} must have exactly one field {{document}}, "
-                         f"has {sorted(template.fields)}")  # fmt: skip
+        raise ValueError(
+            f"prompt {template.name}@{template.version} must have exactly one field {{document}}, "
+            f"has {sorted(template.fields)}"
+        )
     return template
 
 
@@ -130,8 +134,10 @@ class QueryGenerator:
         if self.temperature is None:
             self.temperature = 0.0 if self.n_per_doc == 1 else 0.7
         if self.n_per_doc > 1 and self.temperature == 0.0:
-            raise ValueError(f"n_per_doc={self.n_per_doc} with temperature 0 would write the same query "
-                             f"{self.n_per_doc} times; use a temperature > 0")  # fmt: skip
+            raise ValueError(
+                f"n_per_doc={self.n_per_doc} with temperature 0 would write the same query "
+                f"{self.n_per_doc} times; use a temperature > 0"
+            )
 
     @property
     def method(self) -> str:

@@ -111,23 +111,35 @@ def generate_synthetic_queries(
         )
     t0 = time.perf_counter()
     docs = sample_documents(corpus, config.n_docs, seed=config.seed, min_words=config.min_doc_words)
-    stats: dict[str, Any] = {"config": asdict(config), "corpus": corpus.name, "corpus_documents": len(corpus),
-                             "sampled_documents": len(docs)}  # fmt: skip
+    stats: dict[str, Any] = {
+        "config": asdict(config),
+        "corpus": corpus.name,
+        "corpus_documents": len(corpus),
+        "sampled_documents": len(docs),
+    }
     out = Path(out_dir) if out_dir is not None else None
 
     if config.method in LLM_METHODS:
         gen = QueryGenerator(
-            llm, prompt=config.method, n_per_doc=config.n_per_doc, max_tokens=config.max_tokens,
-            temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-            max_doc_words=config.max_doc_words, batch_size=config.batch_size,
-        )  # fmt: skip
+            llm,
+            prompt=config.method,
+            n_per_doc=config.n_per_doc,
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            seed=config.seed,
+            max_doc_words=config.max_doc_words,
+            batch_size=config.batch_size,
+        )
         raw, gstats = gen.run(docs, out / JOURNAL if out is not None else None, show_progress=show_progress)
         stats["generator"] = gen.identity()
         stats["generation"] = {
-            "generations": gstats.generations, "seconds": round(gstats.seconds, 3),
+            "generations": gstats.generations,
+            "seconds": round(gstats.seconds, 3),
             "queries_per_second": round(gstats.generations_per_second, 4),
-            "resumed_documents": gstats.resumed_documents, "generated_documents": gstats.generated_documents,
-        }  # fmt: skip
+            "resumed_documents": gstats.resumed_documents,
+            "generated_documents": gstats.generated_documents,
+        }
         queries: list[SyntheticQuery] = []
         invalid = 0
         for doc in docs:
@@ -138,16 +150,28 @@ def generate_synthetic_queries(
                     continue
                 queries.append(
                     SyntheticQuery(
-                        f"{gen.method}-{doc.id}-{i}", text, doc.id, gen.method, logprob=g.logprob,
-                        mean_logprob=g.logprob / max(g.n_tokens, 1), n_tokens=g.n_tokens, sample=i,
+                        f"{gen.method}-{doc.id}-{i}",
+                        text,
+                        doc.id,
+                        gen.method,
+                        logprob=g.logprob,
+                        mean_logprob=g.logprob / max(g.n_tokens, 1),
+                        n_tokens=g.n_tokens,
+                        sample=i,
                         metadata={"raw": g.text} if g.text.strip() != text else {},
                     )
-                )  # fmt: skip
+                )
         stats["raw_queries"] = sum(len(v) for v in raw.values())
         stats["invalid_after_cleanup"] = invalid
     else:
-        queries = pseudo_queries(docs, config.method, remove_sentence=config.remove_sentence, seed=config.seed,
-                                 min_words=max(config.min_words, 1), max_words=config.max_words)  # fmt: skip
+        queries = pseudo_queries(
+            docs,
+            config.method,
+            remove_sentence=config.remove_sentence,
+            seed=config.seed,
+            min_words=max(config.min_words, 1),
+            max_words=config.max_words,
+        )
         stats["raw_queries"] = len(queries)
         stats["documents_without_pseudo_query"] = len(docs) - len(queries)
 
@@ -174,8 +198,11 @@ def generate_synthetic_queries(
     if retriever is not None and queries:
         run = add_bm25_negatives(queries, retriever, k=config.negatives)
         in_list = sum(q.source_rank is not None for q in queries)
-        stats["bm25_source_in_top"] = {"k": config.negatives + 1, "share": round(in_list / len(queries), 4),
-                                       "at_rank_1": round(sum(q.source_rank == 1 for q in queries) / len(queries), 4)}  # fmt: skip
+        stats["bm25_source_in_top"] = {
+            "k": config.negatives + 1,
+            "share": round(in_list / len(queries), 4),
+            "at_rank_1": round(sum(q.source_rank == 1 for q in queries) / len(queries), 4),
+        }
     stats["queries"] = len(queries)
     stats["seconds_total"] = round(time.perf_counter() - t0, 3)
     if not queries:
