@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from rankdistill.errors import DataError, RankdistillError
+from rankdistill.errors import DataError
 from rankdistill.training.config import DataConfig, DevConfig, TrainConfig, TrainingConfig
 from rankdistill.training.data import is_finite_label, minmax, read_pairs_jsonl
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases
@@ -94,8 +94,6 @@ def train_from_config(cfg: TrainConfig) -> Path:
     from rankdistill.students.encoder import load_encoder_student, save_student
     from rankdistill.training.losses import build_loss
 
-    if cfg.student.type != "encoder":
-        raise RankdistillError(f"student.type {cfg.student.type!r} is not trained by this command")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
