@@ -135,3 +135,17 @@ def test_student_errors_name_the_problem(tmp_path, minilm_dir):
         load_encoder_student(minilm_dir, num_labels=3)
     with pytest.raises(RankdistillError, match="config.json"):
         load_student(tmp_path)
+
+
+def test_explanations_and_the_tcl_agree_on_what_a_term_is():
+    """One definition (rankdistill.terms): an explanation never shows a match the TCL ignores."""
+    from rankdistill.inference.explain import explain_terms, query_terms
+
+    query = "Does aspirin act via COX inhibition, also in children? x"
+    tcl_terms, _ = TermMatcher().query_terms(query)
+    assert set(query_terms(query)) == tcl_terms
+    assert "via" not in tcl_terms and "also" not in tcl_terms and "x" not in tcl_terms
+    doc = "Aspirin inhibits COX enzymes via acetylation, also in young children."
+    shown = {(s, e) for m in explain_terms(query, doc).matched for s, e in m.spans}
+    trained = {(s, e) for s, e, _ in TermMatcher().match_spans(query, doc)}
+    assert shown == trained and shown

@@ -7,44 +7,15 @@ in microseconds per document: one regex pass and a stemmer lookup per distinct w
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-# Small English stopword list: words that match almost every document and explain nothing.
-_STOPWORD_TEXT = """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just me more most
-    my myself no nor not now of off on once only or other our ours ourselves out over own same she
-    should so some such than that the their theirs them themselves then there these they this those
-    through to too under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer  # PyStemmer, a core dependency (also used by BM25)
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=65536)
-def stem(word: str) -> str:
-    """Snowball (Porter 2) stem of a lower-cased word; cached because corpora repeat words a lot."""
-    return _stemmer().stemWord(word)
+from rankdistill.terms import WORD, content_terms, stem
 
 
 def query_terms(query: str) -> list[str]:
-    """Distinct content words of a query, lower-cased, in query order."""
-    seen: dict[str, None] = {}
-    for m in _WORD.finditer(query.lower()):
-        w = m.group(0)
-        if w not in STOPWORDS and w not in seen:
-            seen[w] = None
-    return list(seen)
+    """Distinct content words of a query, lower-cased, in query order (`rankdistill.terms`: the same
+    terms the Term Control Layer trains on)."""
+    return content_terms(query)
 
 
 @dataclass
@@ -106,7 +77,7 @@ def explain_terms(query: str, document: str, max_spans: int = 20) -> TermExplana
         return TermExplanation([], [])
     exact: dict[str, list[tuple[int, int]]] = {}
     by_stem: dict[str, dict[str, list[tuple[int, int]]]] = {}
-    for m in _WORD.finditer(document):
+    for m in WORD.finditer(document):
         w = m.group(0).lower()
         exact.setdefault(w, []).append(m.span())
         by_stem.setdefault(stem(w), {}).setdefault(w, []).append(m.span())

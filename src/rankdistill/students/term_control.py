@@ -24,44 +24,28 @@ Design choices:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 
 import torch
 from torch import nn
 
-# A compact English stopword list (Lucene's plus frequent function words); terms here never select tokens.
-# fmt: off
-ENGLISH_STOPWORDS = frozenset(
-    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "also", "may", "might", "must", "shall", "within", "without", "via", "vs", "among", "amongst", "upon", "whether"]
-)
-# fmt: on
+from rankdistill.terms import STOPWORDS, WORD, content_terms, is_term, stem
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@lru_cache(maxsize=4)
-def _stemmer(language: str):
-    import Stemmer  # PyStemmer, a core dependency
-
-    return Stemmer.Stemmer(language)
+ENGLISH_STOPWORDS = STOPWORDS  # the name this package exported before the list moved to rankdistill.terms
 
 
 class TermMatcher:
     """Finds the document tokens that match query terms, exactly or after stemming."""
 
     def __init__(self, language: str = "english", stopwords: Iterable[str] | None = None, min_chars: int = 2):
-        self.language = language
-        self.stopwords = frozenset(ENGLISH_STOPWORDS if stopwords is None else stopwords)
+        self.stopwords = frozenset(STOPWORDS if stopwords is None else stopwords)
         self.min_chars = min_chars
-        self._stem = _stemmer(language).stemWord
+        self.language = language
 
     def query_terms(self, query: str) -> tuple[set[str], set[str]]:
         """(exact lower-cased terms, their stems) of a query, without stopwords and short terms."""
-        words = {w.lower() for w in _WORD.findall(query)}
-        words = {w for w in words if len(w) >= self.min_chars and w not in self.stopwords}
-        return words, {self._stem(w) for w in words}
+        words = set(content_terms(query, self.stopwords, self.min_chars))
+        return words, {stem(w, self.language) for w in words}
 
     def match_spans(self, query: str, document: str) -> list[tuple[int, int, str]]:
         """Character spans (start, end, "exact" | "stem") of the document words that match the query."""
@@ -69,13 +53,13 @@ class TermMatcher:
         spans: list[tuple[int, int, str]] = []
         if not exact:
             return spans
-        for m in _WORD.finditer(document):
+        for m in WORD.finditer(document):
             w = m.group().lower()
-            if len(w) < self.min_chars or w in self.stopwords:
+            if not is_term(w, self.stopwords, self.min_chars):
                 continue
             if w in exact:
                 spans.append((m.start(), m.end(), "exact"))
-            elif self._stem(w) in stems:
+            elif stem(w, self.language) in stems:
                 spans.append((m.start(), m.end(), "stem"))
         return spans
 
