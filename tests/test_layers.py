@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "rankdistill"
 
 # lowest first; modules on one line are peers
 LAYERS = [
-    {"errors", "utils", "models", "validation", "hardware", "fingerprint", "version"},
+    {"errors", "utils", "models", "validation", "hardware", "fingerprint", "version", "registry", "terms"},
     {"data"},
     {"retrieval", "evaluation"},
     {"llm"},

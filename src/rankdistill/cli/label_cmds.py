@@ -13,8 +13,6 @@ from rankdistill.cli.app import app
 
 console = Console(stderr=True)
 
-KIND_FUNCTIONS = {"listwise": "label_listwise", "reasoning": "label_reasoning"}
-
 
 def read_query_file(path: Path):
     """Queries and candidates from a JSONL file, one query a line: an id (`query_id`, `_id`, `id` or
@@ -148,12 +146,14 @@ def label_cmd(
 
     from rankdistill.data.datasets import load_dataset
     from rankdistill.data.trec import read_run, write_run
-    from rankdistill.labels import LabelStore, StoreScorer
+    from rankdistill.labels import LABEL_KINDS, LabelStore, StoreScorer
     from rankdistill.teachers import load_teacher, run_candidates
     from rankdistill.teachers.base import labels_to_run
 
-    if kind not in ("pointwise", "listwise", "reasoning"):
-        raise typer.BadParameter(f"{kind!r}; expected pointwise, listwise or reasoning", param_hint="--kind")
+    if kind not in LABEL_KINDS:  # the kinds registered in rankdistill.labels (and by plugins)
+        raise typer.BadParameter(
+            f"{kind!r}; expected one of {', '.join(LABEL_KINDS.names())}", param_hint="--kind"
+        )
     _check_teacher_options(kind, teacher, fusion)  # before anything is read, and before the store exists
     ds = load_dataset(dataset, data_dir)
     corpus = ds.corpus
@@ -247,28 +247,15 @@ def _check_teacher_options(kind: str, teacher: str, fusion: str | None) -> None:
 
 
 def _label_other(kind, spec, store, queries, corpus, run, listwise, batch_size) -> dict:
-    import importlib
+    from rankdistill.labels import LABEL_KINDS
+    from rankdistill.llm import load_llm
 
-    from rankdistill.errors import RankdistillError
-    from rankdistill.teachers import _load_llm
-
-    fn_name = KIND_FUNCTIONS[kind]
-    try:
-        module = importlib.import_module(f"rankdistill.labels.{kind}")
-        fn = getattr(module, fn_name)
-    except (ImportError, AttributeError):
-        raise RankdistillError(
-            f"--kind {kind} is not available in this installation (rankdistill.labels.{kind}.{fn_name} is missing)"
-        ) from None
+    fn = LABEL_KINDS.get(kind)  # fn(llm, store, queries, corpus, run, *, listwise, batch_size) -> summary
     llm_spec = spec.split(":", 1)[1] if spec.split(":", 1)[0] in ("listwise", "reasoning") else spec
-    llm = _load_llm(llm_spec)
+    llm = load_llm(llm_spec)
     try:
         kwargs = {"batch_size": batch_size} if batch_size else {}
-        if kind == "listwise":
-            _, summary = fn(llm, store, queries, corpus, run, **listwise, **kwargs)
-        else:
-            summary = fn(llm, store, queries, corpus, run, listwise=listwise, **kwargs)
-        return summary
+        return fn(llm, store, queries, corpus, run, listwise=listwise, **kwargs)
     finally:
         llm.close()
 

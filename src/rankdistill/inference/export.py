@@ -25,7 +25,7 @@ import numpy as np
 from rankdistill.errors import RankdistillError, require
 from rankdistill.hardware import cpu_info
 from rankdistill.inference.backends import BACKEND_CHOICE, FP32_FILE, INT8_FILE, ONNX_DIR
-from rankdistill.students.metadata import read_metadata
+from rankdistill.students.metadata import STUDENT_TYPES, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,11 @@ def export_onnx(
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise RankdistillError(f"{model_dir}: not a model folder (no config.json)")
-    if read_metadata(model_dir).get("student_type") == "decoder":
-        raise RankdistillError(f"{model_dir}: ONNX export supports encoder students only; this is a decoder")
+    student_type = read_metadata(model_dir).get("student_type", "encoder")
+    if not STUDENT_TYPES.info(student_type).get("cross_encoder"):
+        raise RankdistillError(
+            f"{model_dir}: ONNX export supports encoder students only; this is a {student_type} student"
+        )
     out_dir = model_dir / ONNX_DIR
     out_dir.mkdir(exist_ok=True)
     fp32 = out_dir / FP32_FILE

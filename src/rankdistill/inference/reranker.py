@@ -38,7 +38,8 @@ import numpy as np
 from rankdistill.errors import RankdistillError
 from rankdistill.inference.backends import OnnxBackend, TorchBackend, measured_backend
 from rankdistill.inference.rescore import rescore_top_k
-from rankdistill.students.metadata import read_metadata
+from rankdistill.registry import UnknownNameError
+from rankdistill.students.metadata import METADATA_FILE, STUDENT_TYPES, read_metadata
 from rankdistill.utils import batched, progress, split_sizes
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class Reranker:
     """
 
     student_type = "encoder"
-    rescore_backend: Any = None  # the decoder student never rescores
+    rescore_backend: Any = None  # a student run through its own model never rescores
+    #: whether `explain` runs the model (generated reasoning) rather than matching terms (microseconds)
+    explains_with_model = False
 
     def __init__(
         self,
@@ -204,8 +207,8 @@ class Reranker:
         rescore_margin: float = RESCORE_MARGIN,
         rescore_top_k: int = RESCORE_TOP_K,
     ) -> Reranker:
-        """Load a student folder (encoder or decoder, told apart by `rankdistill.json`) or an HF
-        cross-encoder folder / hub name.
+        """Load a student folder (its type, e.g. encoder or decoder, read from `rankdistill.json` and
+        looked up in `STUDENT_TYPES`) or an HF cross-encoder folder / hub name.
 
         backend: "torch", "onnx", "onnx-int8", or "auto" (the fastest backend measured by
         `rankdistill export --onnx` for this folder, torch when none was exported).
@@ -221,9 +224,19 @@ class Reranker:
 
         path = resolve_model(path)
         config = read_metadata(path) if Path(path).is_dir() else {}
-        if config.get("student_type") == "decoder":
-            return DecoderReranker.load(
-                path, config=config, dtype=dtype, threads=threads, batch_size=batch_size
+        student_type = config.get("student_type", "encoder")
+        try:
+            student = STUDENT_TYPES.entry(student_type)
+        except UnknownNameError as exc:
+            raise RankdistillError(f"{Path(path) / METADATA_FILE}: {exc}") from None
+        if not student.info.get("cross_encoder"):
+            return StudentReranker.load(
+                path,
+                student_type=student.name,
+                config=config,
+                dtype=dtype,
+                threads=threads,
+                batch_size=batch_size,
             )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -508,21 +521,33 @@ def _model_max_length(tokenizer: Any, backend: Any) -> int:
     return int(min(limit, positions, 8192))
 
 
-class DecoderReranker(Reranker):
-    """The decoder student (`rankdistill.students.decoder.DecoderStudent`): scores with its ranking
-    head and explains with the reasoning it generates."""
+class StudentReranker(Reranker):
+    """A student that is not a plain cross-encoder folder, run through the object its registered loader
+    returns (see `STUDENT_TYPES`): the decoder student (`rankdistill.students.decoder.DecoderStudent`)
+    scores with its ranking head and explains with the reasoning it generates."""
 
-    student_type = "decoder"
+    @property
+    def explains_with_model(self) -> bool:  # type: ignore[override]
+        return callable(getattr(self.student, "explain", None))
 
-    def __init__(self, path: str, student: Any, *, batch_size: int = 8, config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: str,
+        student: Any,
+        *,
+        batch_size: int = 8,
+        config: dict[str, Any] | None = None,
+        student_type: str = "decoder",
+    ):
         self.path = path
         self.student = student
+        self.student_type = student_type
         self.batch_size = batch_size
         self.config = config or {}
         self.long_docs = "truncate"
         self.max_length = int(getattr(student, "max_length", 0) or self.config.get("max_length") or 0)
         self.num_labels = 1
-        self.backend = _DecoderBackendInfo()
+        self.backend = _StudentBackendInfo(student_type)
         self.explain_tokens = 64  # most tokens of reasoning generated per document
 
     @classmethod
@@ -534,27 +559,25 @@ class DecoderReranker(Reranker):
         dtype: str | None = "auto",
         threads: int | None = None,
         batch_size: int = 16,
-    ) -> DecoderReranker:
+        student_type: str = "decoder",
+    ) -> StudentReranker:
         try:
-            from rankdistill.students.decoder import DecoderStudent
-        except ImportError as exc:
-            raise RankdistillError(
-                f"{path} is a decoder student (rankdistill.json says student_type 'decoder'), but "
-                f"rankdistill.students.decoder cannot be imported: {exc}"
-            ) from exc
+            loader = STUDENT_TYPES.get(student_type)
+        except UnknownNameError as exc:
+            raise RankdistillError(f"{Path(path) / METADATA_FILE}: {exc}") from None
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
         try:
-            student = DecoderStudent.load(path, dtype=dtype)
+            student = loader(path, dtype=dtype)
         except RankdistillError:
             raise
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise RankdistillError(
-                f"{path}: cannot load the decoder student ({type(exc).__name__}: {exc})"
+                f"{path}: cannot load the {student_type} student ({type(exc).__name__}: {exc})"
             ) from exc
-        return cls(str(path), student, batch_size=batch_size, config=config)
+        return cls(str(path), student, batch_size=batch_size, config=config, student_type=student_type)
 
     def score(self, pairs, *, long_docs=None, batch_size=None, show_progress=False) -> list[float]:
         if not pairs:
@@ -568,17 +591,19 @@ class DecoderReranker(Reranker):
         ]
 
     def explain(self, query: str, documents: Sequence[Any]) -> list[dict[str, Any]]:
-        """The reasoning the decoder student generates for each document."""
+        """The reasoning the student generates for each document (term matches if it cannot explain)."""
         texts = [_doc_text(d) for d in documents]
         if not texts:
             return []
+        if not callable(getattr(self.student, "explain", None)):
+            return super().explain(query, documents)
         reasons = self.student.explain(query, texts, max_new_tokens=self.explain_tokens)
         return [{"type": "reasoning", "reasoning": r if isinstance(r, str) else str(r)} for r in reasons]
 
     def info(self) -> dict[str, Any]:
         return {
             "model": str(self.path),
-            "student_type": "decoder",
+            "student_type": self.student_type,
             "backend": "torch",
             "batch_size": self.batch_size,
             "long_docs": self.long_docs,
@@ -590,8 +615,15 @@ class DecoderReranker(Reranker):
             close()
 
 
-class _DecoderBackendInfo:
-    name = "decoder"
+#: the name it had when the decoder was the only student run through its own model
+DecoderReranker = StudentReranker
+
+
+class _StudentBackendInfo:
+    """What `info()` and the server report as the backend of a student run through its own model."""
+
+    def __init__(self, name: str):
+        self.name = name
 
 
 def timed_score(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], float]:

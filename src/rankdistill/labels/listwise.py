@@ -11,7 +11,7 @@ from typing import Any
 
 from rankdistill.data.types import Document, Run
 from rankdistill.labels.runner import LabelJob, run_jobs
-from rankdistill.labels.store import LabelStore
+from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
 from rankdistill.teachers.listwise import ListwiseLabel, ListwiseTeacher, summarize
 
@@ -96,3 +96,21 @@ def label_listwise(
         seconds=result.stats.seconds,
     )
     return labels, summary
+
+
+def label_listwise_kind(
+    llm: LLM,
+    store: Any,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, Document],
+    run: Run,
+    *,
+    listwise: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """`label_listwise` in the call every LLM-taught label kind shares (see `LABEL_KINDS`): the
+    permutation settings as one mapping, the summary back."""
+    return label_listwise(llm, store, queries, corpus, run, **dict(listwise or {}), **options)[1]
+
+
+LABEL_KINDS.register("listwise", label_listwise_kind)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rankdistill.data.types import Corpus, Queries, Run
 from rankdistill.labels.runner import LabelJob, RunStats, run_jobs
-from rankdistill.labels.store import LabelRecord, LabelStore
+from rankdistill.labels.store import LABEL_KINDS, LabelRecord, LabelStore
 from rankdistill.teachers.base import (
     Candidate,
     PairScorer,
@@ -129,3 +129,6 @@ def label_run(
     candidates = run_candidates(queries, corpus, run, depth)
     labels = label_candidates(teacher, candidates, store, batch_size=batch_size, show_progress=show_progress)
     return labels_to_run(candidates, labels, name=teacher.name)
+
+
+LABEL_KINDS.register("pointwise", label_run)

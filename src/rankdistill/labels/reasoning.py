@@ -12,7 +12,7 @@ from typing import Any
 from rankdistill.data.types import Document, Run
 from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.runner import LabelJob, run_jobs
-from rankdistill.labels.store import LabelStore
+from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
 from rankdistill.teachers.listwise import truncate_words
 from rankdistill.teachers.reasoning import ReasoningTeacher, comparison_windows
@@ -178,3 +178,6 @@ def reasoning_targets(store: Any, corpus: Mapping[str, Document] | None = None) 
             example["documents"] = [corpus[d].full_text for d in rec.doc_ids if d in corpus]
         example["prompts"] = v.get("prompts")
         yield example
+
+
+LABEL_KINDS.register("reasoning", label_reasoning)

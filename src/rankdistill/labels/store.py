@@ -22,9 +22,19 @@ from typing import Any
 
 from rankdistill.data.jsonl import write_jsonl
 from rankdistill.errors import DataError, RankdistillError
+from rankdistill.registry import Registry
 from rankdistill.utils import stable_hash
 
 KINDS = ("pointwise", "listwise", "reasoning")
+#: labelling functions by label kind (`rankdistill label --kind` looks them up); each registers at the
+#: bottom of its module. Pointwise is `label_run(teacher, queries, corpus, run, depth, store)`; the
+#: other kinds are taught by an LLM and share one call:
+#: ``fn(llm, store, queries, corpus, run, *, listwise={method, window, step, depth}, batch_size=...)
+#: -> summary dict``. The store accepts records of every registered kind.
+LABEL_KINDS = Registry(
+    "label kind",
+    modules=("rankdistill.labels.pointwise", "rankdistill.labels.listwise", "rankdistill.labels.reasoning"),
+)
 SCHEMA_VERSION = "1"
 # SQLite's default limit on host parameters is 999 in old builds; stay under it.
 _CHUNK = 500
@@ -281,8 +291,8 @@ class LabelStore:
         now = time.time()
         rows = []
         for r in records:
-            if r.kind not in KINDS:
-                raise ValueError(f"label kind {r.kind!r}; expected one of {KINDS}")
+            if r.kind not in KINDS and r.kind not in LABEL_KINDS:
+                raise ValueError(f"label kind {r.kind!r}; expected one of {LABEL_KINDS.names()}")
             if not r.teacher_id:
                 raise ValueError(f"record {r.key}: teacher_id is empty; call register_teacher() first")
             rows.append(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.factory import LLMConfig, load_llm, parse_llm_spec
 from rankdistill.llm.openai_compat import LLMServerError, OpenAICompatLLM
 
@@ -32,6 +32,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "LLM",
+    "LLM_BACKENDS",
     "ContinuationScore",
     "Generation",
     "LLMConfig",

@@ -9,6 +9,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from rankdistill.errors import RankdistillError
+from rankdistill.registry import Registry
+
+#: backends by name: each registers its class at the bottom of its module (`load_llm` looks them up)
+LLM_BACKENDS = Registry(
+    "LLM backend",
+    modules=("rankdistill.llm.llamacpp", "rankdistill.llm.hf", "rankdistill.llm.openai_compat"),
+)
+
 
 @dataclass
 class Generation:
@@ -35,6 +44,31 @@ class LLM(ABC):
 
     #: short backend name, e.g. "llamacpp", "hf", "openai"
     backend: str = "base"
+    #: whether `generate(json_schema=...)` constrains the output to the schema (teachers then ask for JSON)
+    supports_json_schema: bool = False
+    #: whether a config must name a model (a server may pick its own)
+    requires_model: bool = True
+    #: what `model` is, for error messages
+    model_hint: str = "a model name"
+    #: how a short spec for this backend looks, for error messages
+    spec_hint: str = "<backend>:<model>"
+
+    @classmethod
+    def spec_options(cls, rest: str) -> dict[str, Any]:
+        """The config fields of a short spec's part after "backend:" (by default, the model)."""
+        return {"model": rest or None}
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        """Whether a spec without a backend prefix (a path, a URL) is obviously for this backend."""
+        return False
+
+    @classmethod
+    def from_config(cls, model: str | None, **options: Any) -> LLM:
+        """Build the backend from a config's model and its other fields (constructor keywords)."""
+        if cls.requires_model and not model:
+            raise RankdistillError(f"the {cls.backend} backend needs 'model' ({cls.model_hint})")
+        return cls(model, **options)
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:

@@ -6,33 +6,20 @@ load_llm("openai:http://127.0.0.1:8080/v1")          # model from the server's /
 load_llm("openai:http://127.0.0.1:8080/v1#gemma")   # ... or named after '#'
 load_llm({"backend": "llamacpp", "model": "gemma3-270m", "n_ctx": 2048, "n_threads": 2})
 load_llm("/path/model.gguf")  # backend guessed: .gguf -> llamacpp, folder -> hf, http(s) -> openai
+
+A backend is an `LLM` subclass registered at the bottom of its module
+(``LLM_BACKENDS.register("llamacpp", LlamaCppLLM, aliases=(...))``); its `spec_options`, `claims` and
+`from_config` say how a spec becomes one, so this module names no backend.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from rankdistill.errors import RankdistillError
-from rankdistill.llm.base import LLM
-from rankdistill.models import resolve_model
-
-BACKENDS = ("llamacpp", "hf", "openai")
-_BACKEND_ALIASES = {
-    "llamacpp": "llamacpp",
-    "llama.cpp": "llamacpp",
-    "llama_cpp": "llamacpp",
-    "gguf": "llamacpp",
-    "hf": "hf",
-    "transformers": "hf",
-    "huggingface": "hf",
-    "openai": "openai",
-    "http": "openai",
-    "vllm": "openai",
-    "ollama": "openai",
-}
+from rankdistill.llm.base import LLM, LLM_BACKENDS
 
 
 class LLMConfig(BaseModel):
@@ -42,8 +29,14 @@ class LLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    backend: Literal["llamacpp", "hf", "openai"]
+    backend: str
     model: str | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, backend: str) -> str:
+        """An alias ("vllm", "transformers") becomes its backend's name; an unknown one lists the known."""
+        return LLM_BACKENDS.canonical(str(backend).lower())
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -52,30 +45,22 @@ class LLMConfig(BaseModel):
 def parse_llm_spec(spec: str) -> LLMConfig:
     """A short string to a config: "backend:model", or a path / URL whose backend is obvious."""
     head, sep, rest = spec.partition(":")
-    backend = _BACKEND_ALIASES.get(head.lower()) if sep else None
-    if backend is None:  # no backend prefix ("http://..." has one: "http" means openai below)
-        if spec.startswith(("http://", "https://")):
-            backend, rest = "openai", spec
-        else:
-            p = Path(resolve_model(spec))
-            if p.suffix.lower() == ".gguf":
-                backend = "llamacpp"
-            elif p.is_dir():
-                backend = "hf"
-            else:
-                raise RankdistillError(
-                    f"cannot tell which backend serves {spec!r}; write it as 'llamacpp:<gguf or alias>', "
-                    f"'hf:<folder or hub name>' or 'openai:<base url>[#model]'"
-                )
-            rest = spec
-    elif head.lower() == "http":  # "http://host:port/v1" split at the scheme
+    # "http://..." is a URL, not the backend "http" with the model "//..."
+    name = head.lower() if sep and head.lower() in LLM_BACKENDS and not rest.startswith("//") else None
+    if name is None:
+        name = next((n for n in LLM_BACKENDS.names() if LLM_BACKENDS.get(n).claims(spec)), None)
+        if name is None:
+            hints = [f"'{LLM_BACKENDS.get(n).spec_hint}'" for n in LLM_BACKENDS.names()]
+            raise RankdistillError(
+                f"cannot tell which backend serves {spec!r}; write it as "
+                f"{', '.join(hints[:-1])}{' or ' if len(hints) > 1 else ''}{hints[-1]}"
+            )
         rest = spec
-    if backend == "openai":
-        url, _, model = rest.partition("#")
-        return LLMConfig(backend="openai", model=model or None, base_url=url or None)
-    if not rest:
+    backend = LLM_BACKENDS.get(name)
+    options = backend.spec_options(rest)
+    if backend.requires_model and not options.get("model"):
         raise RankdistillError(f"{spec!r} names no model after '{head}:'")
-    return LLMConfig(backend=backend, model=rest)
+    return LLMConfig(backend=name, **options)
 
 
 def load_llm(spec: str | dict | LLMConfig | LLM, **overrides: Any) -> LLM:
@@ -87,31 +72,13 @@ def load_llm(spec: str | dict | LLMConfig | LLM, **overrides: Any) -> LLM:
     elif isinstance(spec, LLMConfig):
         cfg = spec
     elif isinstance(spec, dict):
-        data = dict(spec)
-        if "backend" in data:
-            data["backend"] = _BACKEND_ALIASES.get(str(data["backend"]).lower(), data["backend"])
         try:
-            cfg = LLMConfig.model_validate(data)
+            cfg = LLMConfig.model_validate(spec)
         except ValidationError as exc:
             raise RankdistillError(
-                f"invalid LLM config {spec!r}: expected 'backend' one of {', '.join(BACKENDS)} and a 'model'; {exc}"
+                f"invalid LLM config {spec!r}: expected 'backend' one of {', '.join(LLM_BACKENDS.names())} "
+                f"and a 'model'; {exc}"
             ) from None
     else:
         raise TypeError(f"load_llm takes a string, dict, LLMConfig or LLM, not {type(spec).__name__}")
-    opts = {**cfg.options(), **overrides}
-    if cfg.backend == "llamacpp":
-        from rankdistill.llm.llamacpp import LlamaCppLLM
-
-        if not cfg.model:
-            raise RankdistillError("the llamacpp backend needs 'model' (a GGUF path or alias)")
-        return LlamaCppLLM(cfg.model, **opts)
-    if cfg.backend == "hf":
-        from rankdistill.llm.hf import HFLLM
-
-        if not cfg.model:
-            raise RankdistillError("the hf backend needs 'model' (a model folder, GGUF file or hub name)")
-        return HFLLM(cfg.model, **opts)
-    from rankdistill.llm.openai_compat import OpenAICompatLLM
-
-    base_url = opts.pop("base_url", None)
-    return OpenAICompatLLM(base_url, cfg.model, **opts)
+    return LLM_BACKENDS.get(cfg.backend).from_config(cfg.model, **{**cfg.options(), **overrides})

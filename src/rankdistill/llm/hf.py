@@ -19,7 +19,7 @@ from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import file_fingerprint, folder_fingerprint
 from rankdistill.hardware import pick_dtype
 from rankdistill.llm._common import cut_at_stop, split_continuation
-from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.gguf import gguf_as_folder
 from rankdistill.models import resolve_model
 
@@ -41,6 +41,12 @@ class HFLLM(LLM):
     """
 
     backend = "hf"
+    model_hint = "a model folder, GGUF file or hub name"
+    spec_hint = "hf:<folder or hub name>"
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return Path(resolve_model(spec)).is_dir()
 
     def __init__(
         self,
@@ -338,3 +344,6 @@ class HFLLM(LLM):
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+LLM_BACKENDS.register("hf", HFLLM, aliases=("transformers", "huggingface"))

@@ -27,7 +27,7 @@ from rankdistill.llm._common import (
     logprob_of,
     split_continuation,
 )
-from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.llamacpp_cpu import load_cpu_backend
 from rankdistill.models import resolve_model
 
@@ -57,6 +57,13 @@ class LlamaCppLLM(LLM):
     """
 
     backend = "llamacpp"
+    supports_json_schema = True  # the schema becomes a llama.cpp grammar
+    model_hint = "a GGUF path or alias"
+    spec_hint = "llamacpp:<gguf or alias>"
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return Path(resolve_model(spec)).suffix.lower() == ".gguf"
 
     def __init__(
         self,
@@ -263,3 +270,6 @@ class LlamaCppLLM(LLM):
             if getattr(self, "_llama", None) is not None:
                 self._finalizer()
                 self._llama = None
+
+
+LLM_BACKENDS.register("llamacpp", LlamaCppLLM, aliases=("llama.cpp", "llama_cpp", "gguf"))

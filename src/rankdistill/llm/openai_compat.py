@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from rankdistill.errors import RankdistillError
 from rankdistill.llm._common import cut_at_stop
-from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,27 @@ class OpenAICompatLLM(LLM):
     """
 
     backend = "openai"
+    requires_model = False  # the server's first model otherwise
+    spec_hint = "openai:<base url>[#model]"
+
+    @property
+    def supports_json_schema(self) -> bool:  # type: ignore[override]
+        """Unless the server was declared unable to take a schema (json_mode="none")."""
+        return self.json_mode != "none"
+
+    @classmethod
+    def spec_options(cls, rest: str) -> dict[str, Any]:
+        """``<base url>[#model]``."""
+        url, _, model = rest.partition("#")
+        return {"model": model or None, "base_url": url or None}
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return spec.startswith(("http://", "https://"))
+
+    @classmethod
+    def from_config(cls, model: str | None, **options: Any) -> OpenAICompatLLM:
+        return cls(options.pop("base_url", None), model, **options)
 
     def __init__(
         self,
@@ -390,3 +411,6 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back on exponential backoff
+
+
+LLM_BACKENDS.register("openai", OpenAICompatLLM, aliases=("http", "vllm", "ollama"))

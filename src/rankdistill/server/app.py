@@ -292,7 +292,7 @@ def create_app(
     async def explain_docs(query: str, texts: list[str]) -> list[Any]:
         # Term matches (encoder) take microseconds: inline. Generated reasoning (decoder) needs the model
         # thread, between scoring batches.
-        if getattr(reranker, "student_type", "encoder") == "decoder":
+        if getattr(reranker, "explains_with_model", False):
             return await batcher.run_exclusive(reranker.explain, query, texts)
         return reranker.explain(query, texts)
 

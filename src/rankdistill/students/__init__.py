@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 from rankdistill.students.encoder import load_encoder_student, load_student, save_student, student_scores
-from rankdistill.students.metadata import METADATA_FILE, read_metadata, write_metadata
+from rankdistill.students.metadata import METADATA_FILE, STUDENT_TYPES, read_metadata, write_metadata
 from rankdistill.students.term_control import ENGLISH_STOPWORDS, TermControlLayer, TermMatcher
 
 __all__ = [
     "ENGLISH_STOPWORDS",
     "METADATA_FILE",
+    "STUDENT_TYPES",
     "TermControlLayer",
     "TermMatcher",
     "load_encoder_student",

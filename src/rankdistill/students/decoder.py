@@ -43,7 +43,7 @@ from rankdistill.errors import RankdistillError, require
 from rankdistill.hardware import pick_dtype
 from rankdistill.llm.gguf import gguf_as_folder, save_causal_lm
 from rankdistill.models import resolve_model
-from rankdistill.students.metadata import METADATA_FILE, read_metadata, write_metadata
+from rankdistill.students.metadata import METADATA_FILE, STUDENT_TYPES, read_metadata, write_metadata
 from rankdistill.utils import batched, progress, set_seed
 
 logger = logging.getLogger(__name__)
@@ -407,3 +407,6 @@ def read_student_config(path: str | Path) -> dict:
             f"{Path(path) / METADATA_FILE}: student_type is {meta.get('student_type')!r}, expected {STUDENT_TYPE!r}"
         )
     return meta
+
+
+STUDENT_TYPES.register(STUDENT_TYPE, DecoderStudent.load, create=DecoderStudent.from_backbone)

@@ -18,7 +18,7 @@ from typing import Any
 
 from rankdistill.errors import RankdistillError
 from rankdistill.models import resolve_model
-from rankdistill.students.metadata import read_metadata, write_metadata
+from rankdistill.students.metadata import STUDENT_TYPES, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +152,8 @@ def student_scores(model, pairs: list[tuple[str, str]], batch_size: int = 64, sh
     if logits.ndim == 1:
         return logits
     return logits[:, 1] - logits[:, 0]
+
+
+STUDENT_TYPES.register(
+    "encoder", load_student, create=load_encoder_student, save=save_student, cross_encoder=True
+)

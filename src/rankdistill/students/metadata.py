@@ -10,8 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from rankdistill.errors import RankdistillError
+from rankdistill.registry import Registry
 
 METADATA_FILE = "rankdistill.json"
+
+#: student types by the `student_type` of `rankdistill.json`: each registers the loader of a saved folder,
+#: ``loader(path, **options)``, at the bottom of its module, with `create` (a fresh student to train) and
+#: `save` where it has them. `cross_encoder=True` says a saved folder is a plain Hugging Face
+#: sequence-classification model, which `Reranker` runs with its own backends (torch, ONNX) and ONNX
+#: export accepts; any other type is run through what its loader returns: ``score(pairs, *, batch_size,
+#: show_progress) -> scores``, and ``explain(query, texts, max_new_tokens=...)`` if it explains.
+STUDENT_TYPES = Registry(
+    "student type", modules=("rankdistill.students.encoder", "rankdistill.students.decoder")
+)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -14,6 +14,9 @@ Spec strings:
   offline teacher (no LLM needed).
 
 ``<llm spec>`` is whatever `rankdistill.llm.load_llm` takes (e.g. ``llamacpp:gemma3-270m``).
+
+Teacher types live in the `TEACHERS` registry: each registers itself at the bottom of its module with
+what its spec syntax is (see `rankdistill.teachers.base.TEACHERS`), so this module names none of them.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rankdistill.errors import RankdistillError
+from rankdistill.llm import load_llm
+from rankdistill.registry import UnknownNameError
 from rankdistill.teachers.base import (
+    TEACHERS,
     Candidate,
     PairScorer,
     PointwiseLabel,
@@ -37,38 +42,6 @@ from rankdistill.teachers.pointwise import QueryLikelihoodTeacher, TrueFalseTeac
 
 #: the best teacher that needs no LLM: BM25 fused with all-MiniLM-L6-v2 cosine, per-query min-max
 BEST_OFFLINE = "bm25+minilm"
-
-_LLM_TYPES = {
-    "truefalse": "truefalse",
-    "true-false": "truefalse",
-    "monot5": "truefalse",
-    "yesno": "yesno",
-    "yes-no": "yesno",
-    "qlm": "qlm",
-    "query-likelihood": "qlm",
-    "upr": "qlm",
-}
-_ENCODER_TYPES = {
-    "cross-encoder": "cross-encoder",
-    "crossencoder": "cross-encoder",
-    "ce": "cross-encoder",
-    "bi-encoder": "bi-encoder",
-    "biencoder": "bi-encoder",
-    "dense": "bi-encoder",
-}
-_FIRST_STAGE = {"bm25", "first-stage", "firststage"}
-
-
-def _load_llm(spec: Any):
-    from rankdistill.llm.base import LLM
-
-    if isinstance(spec, LLM):
-        return spec
-    try:
-        from rankdistill.llm import load_llm
-    except ImportError:
-        raise RankdistillError("rankdistill.llm.load_llm is not available in this installation") from None
-    return load_llm(spec)
 
 
 def _split_weight(part: str) -> tuple[float, str]:
@@ -102,25 +75,22 @@ def teacher_config(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     kind, _, rest = text.partition(":")
     kind_l = kind.strip().lower()
     rest = rest.strip()
-    if kind_l in _FIRST_STAGE:
-        return {"type": "first-stage", "source": kind_l if kind_l == "bm25" else (rest or "run")}
-    if kind_l == "minilm":
-        return {"type": "bi-encoder", "model": "minilm"}
-    if kind_l in _LLM_TYPES:
-        if not rest:
-            raise ValueError(
-                f"teacher spec {text!r} needs an LLM: {kind_l}:<llm spec>, e.g. {kind_l}:llamacpp:gemma3-270m"
-            )
-        return {"type": _LLM_TYPES[kind_l], "llm": rest}
-    if kind_l in _ENCODER_TYPES:
-        etype = _ENCODER_TYPES[kind_l]
-        if etype == "cross-encoder" and not rest:
-            raise ValueError("cross-encoder teacher spec needs a model: cross-encoder:<folder or hub name>")
-        return {"type": etype, "model": rest or "minilm"}
-    known = sorted({*_LLM_TYPES, *_ENCODER_TYPES, *_FIRST_STAGE, "minilm"})
-    raise ValueError(
-        f"unknown teacher {kind!r} in spec {text!r}; expected one of {known} or A+B for an ensemble"
-    )
+    try:
+        entry = TEACHERS.entry(kind_l)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc}, or A+B for an ensemble (in spec {text!r})") from None
+    info = entry.info
+    if "parse" in info:
+        return {"type": entry.name, **info["parse"](kind_l, rest)}
+    if "arg" not in info:
+        return {"type": entry.name}
+    value = rest or info.get("default")
+    if not value:
+        example = f", e.g. {kind_l}:{info['example']}" if "example" in info else ""
+        raise ValueError(
+            f"teacher spec {text!r} needs {info.get('arg_help', info['arg'])}: {kind_l}:<{info['arg']}>{example}"
+        )
+    return {"type": entry.name, info["arg"]: value}
 
 
 def load_teacher(spec: str | Mapping[str, Any] | PointwiseTeacher, **overrides: Any) -> PointwiseTeacher:
@@ -134,19 +104,11 @@ def load_teacher(spec: str | Mapping[str, Any] | PointwiseTeacher, **overrides: 
         members = [load_teacher(m) for m in cfg.pop("members")]
         return EnsembleTeacher(members, cfg.pop("weights", None), **cfg)
     cfg.pop("fusion", None)  # only ensembles fuse
-    if kind == "first-stage":
-        return FirstStageTeacher(cfg.get("source", "bm25"))
-    if kind == "truefalse":
-        return TrueFalseTeacher(_load_llm(cfg.pop("llm")), **cfg)
-    if kind == "yesno":
-        return TrueFalseTeacher(_load_llm(cfg.pop("llm")), **{"prompt": "yes-no", **cfg})
-    if kind == "qlm":
-        return QueryLikelihoodTeacher(_load_llm(cfg.pop("llm")), **cfg)
-    if kind == "cross-encoder":
-        return CrossEncoderTeacher(cfg.pop("model"), **cfg)
-    if kind == "bi-encoder":
-        return BiEncoderTeacher(cfg.pop("model", "minilm"), **cfg)
-    raise ValueError(f"unknown teacher type {kind!r}")
+    entry = TEACHERS.entry(kind)
+    cfg = {**entry.info.get("options", {}), **cfg}
+    if "llm" in cfg:
+        cfg["llm"] = load_llm(cfg["llm"])  # an LLM passes through
+    return TEACHERS.get(entry.name)(**cfg)
 
 
 __all__ = [
@@ -161,6 +123,7 @@ __all__ = [
     "PointwiseLabel",
     "PointwiseTeacher",
     "QueryLikelihoodTeacher",
+    "TEACHERS",
     "TrueFalseTeacher",
     "direct_scorer",
     "load_teacher",

@@ -14,7 +14,24 @@ from typing import Any
 
 from rankdistill.data.types import Corpus, Queries, Run
 from rankdistill.errors import DataError
+from rankdistill.registry import Registry
 from rankdistill.utils import batched, progress
+
+#: pointwise teacher types by name (`load_teacher` and the spec parser look them up): each registers its
+#: class, or a function of the config's fields, at the bottom of its module. The registration also says
+#: what "name:rest" means in a spec string: `arg` (the config field `rest` fills, e.g. "llm" for an LLM
+#: spec, or "model"), `default` (its value when there is no rest; without one the spec must give it),
+#: `arg_help` and `example` (for that error), `options` (constructor options the name fixes), or
+#: `parse` (a function (name as written, rest) -> config fields). A config field "llm" is loaded with
+#: `rankdistill.llm.load_llm` before the teacher is built.
+TEACHERS = Registry(
+    "teacher",
+    modules=(
+        "rankdistill.teachers.pointwise",
+        "rankdistill.teachers.encoders",
+        "rankdistill.teachers.ensemble",
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import model_fingerprint
 from rankdistill.hardware import pick_dtype
 from rankdistill.models import resolve_model
-from rankdistill.teachers.base import PointwiseLabel, PointwiseTeacher
+from rankdistill.teachers.base import TEACHERS, PointwiseLabel, PointwiseTeacher
 from rankdistill.utils import stable_hash
 
 
@@ -249,3 +249,16 @@ class BiEncoderTeacher(PointwiseTeacher):
         self._memory.clear()
         if self.cache is not None:
             self.cache.close()
+
+
+TEACHERS.register(
+    "cross-encoder",
+    CrossEncoderTeacher,
+    aliases=("crossencoder", "ce"),
+    arg="model",
+    arg_help="a model (a folder or hub name)",
+)
+# "minilm" alone is the bi-encoder all-MiniLM-L6-v2
+TEACHERS.register(
+    "bi-encoder", BiEncoderTeacher, aliases=("biencoder", "dense", "minilm"), arg="model", default="minilm"
+)

@@ -12,7 +12,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rankdistill.teachers.base import Candidate, PairScorer, PointwiseLabel, PointwiseTeacher, direct_scorer
+from rankdistill.teachers.base import (
+    TEACHERS,
+    Candidate,
+    PairScorer,
+    PointwiseLabel,
+    PointwiseTeacher,
+    direct_scorer,
+)
 
 FUSIONS = ("minmax", "zscore", "rrf")
 
@@ -143,3 +150,16 @@ class EnsembleTeacher(PointwiseTeacher):
     def close(self) -> None:
         for m in self.members:
             m.close()
+
+
+def _first_stage(source: str = "bm25", **_scoring_options: Any) -> FirstStageTeacher:
+    """Options meant for teachers that compute scores (batch size, device) do not apply to given scores."""
+    return FirstStageTeacher(source)
+
+
+def _first_stage_spec(name: str, rest: str) -> dict[str, Any]:
+    """``bm25`` is the run's BM25 scores; ``first-stage[:<name>]`` those of whatever made the run."""
+    return {"source": "bm25" if name == "bm25" else (rest or "run")}
+
+
+TEACHERS.register("first-stage", _first_stage, aliases=("bm25", "firststage"), parse=_first_stage_spec)

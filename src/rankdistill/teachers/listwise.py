@@ -38,13 +38,8 @@ PARSER_VERSION = "1"  # bump when parse_permutation changes what it makes of an 
 
 def supports_json_schema(llm: LLM) -> bool:
     """Whether the backend can constrain its output to a JSON schema (llama.cpp grammars, OpenAI
-    `response_format`); a backend says so with a `supports_json_schema` attribute."""
-    flag = getattr(llm, "supports_json_schema", None)
-    if flag is not None:
-        return bool(flag)
-    if llm.backend == "openai":  # unless the server was declared unable to take a schema
-        return getattr(llm, "json_mode", "response_format") != "none"
-    return llm.backend == "llamacpp"
+    `response_format`): the backend's own `supports_json_schema` attribute, never its name."""
+    return bool(getattr(llm, "supports_json_schema", False))
 
 
 def truncate_words(text: str, max_words: int | None) -> str:

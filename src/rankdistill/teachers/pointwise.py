@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rankdistill.llm.base import LLM
-from rankdistill.teachers.base import PointwiseLabel, PointwiseTeacher
+from rankdistill.teachers.base import TEACHERS, PointwiseLabel, PointwiseTeacher
 from rankdistill.teachers.prompts import PromptTemplate, get_prompt
 
 
@@ -139,3 +139,9 @@ class QueryLikelihoodTeacher(_LLMTeacher):
         seq2seq = bool(getattr(self.llm, "is_seq2seq", False))
         items = [(self.render(q, d), q.strip() if seq2seq else " " + q.strip()) for q, d in pairs]
         return [PointwiseLabel(float(s.mean_logprob)) for s in self.llm.score_continuations(items)]
+
+
+_LLM_SPEC = {"arg": "llm", "arg_help": "an LLM", "example": "llamacpp:gemma3-270m"}
+TEACHERS.register("truefalse", TrueFalseTeacher, aliases=("true-false", "monot5"), **_LLM_SPEC)
+TEACHERS.register("yesno", TrueFalseTeacher, aliases=("yes-no",), options={"prompt": "yes-no"}, **_LLM_SPEC)
+TEACHERS.register("qlm", QueryLikelihoodTeacher, aliases=("query-likelihood", "upr"), **_LLM_SPEC)

@@ -91,9 +91,12 @@ def dev_evaluator(dev: DevConfig, seed: int, data_dir: Path | None = None):
 
 def train_from_config(cfg: TrainConfig) -> Path:
     """Run a whole training config; returns the folder of the final student."""
-    from rankdistill.students.encoder import load_encoder_student, save_student
+    from rankdistill.students.metadata import STUDENT_TYPES
     from rankdistill.training.losses import build_loss
 
+    # how this student type is created and saved (the config admits the encoder, the type this trains)
+    student = STUDENT_TYPES.info(cfg.student.type)
+    create, save = student["create"], student["save"]
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
@@ -104,7 +107,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
         rows = phase_rows(p.data, cfg.seed, cfg.data_dir)
         log.info("phase %s: %d training rows", p.name, len(rows))
         phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed)))
-    model = load_encoder_student(
+    model = create(
         cfg.student.base,
         cfg.student.num_layers,
         cfg.student.num_labels,
@@ -116,7 +119,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
     summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)
     final = out / "final"
-    save_student(
+    save(
         model,
         final,
         {

@@ -9,14 +9,13 @@ LambdaLoss) under the same names (MarginMSE's as `st_margin_mse`).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from rankdistill.training.losses.base import (
+    LOSSES,
     DistillationLoss,
     PairForward,
     encode_pairs,
@@ -33,46 +32,31 @@ from rankdistill.training.losses.term_control import TermControlLoss
 
 LossFactory = Callable[..., nn.Module]
 
-_REGISTRY: dict[str, LossFactory] = {
-    "inranker_mse": InRankerMSELoss,
-    "listnet": ListNetLoss,
-    "margin_mse": MarginMSELoss,
-    "soft_bce": SoftBCELoss,
-    "term_control": TermControlLoss,
-}
-
-# sentence-transformers' CrossEncoder losses, looked up lazily so importing this package stays cheap.
-_ST_LOSSES = {
+# sentence-transformers' CrossEncoder losses, imported on first use so importing this package stays cheap
+for _name, _cls in {
     "mse": "MSELoss",
     "st_margin_mse": "MarginMSELoss",  # (query, positive, negative...) columns
     "ranknet": "RankNetLoss",
     "bce": "BinaryCrossEntropyLoss",
     "lambda": "LambdaLoss",
-}
+}.items():
+    LOSSES.register(_name, f"sentence_transformers.cross_encoder.losses:{_cls}")
+del _name, _cls
 
 
 def register_loss(name: str, factory: LossFactory) -> None:
-    """Make a loss available by name to `build_loss` and to training configs (`losses: [{name: ...}]`)."""
-    _REGISTRY[name] = factory
+    """Make a loss available by name to `build_loss` and to training configs (`losses: [{name: ...}]`);
+    the same as ``LOSSES.register(name, factory)``."""
+    LOSSES.register(name, factory)
 
 
 def loss_names() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_ST_LOSSES))
+    return sorted(LOSSES.names())
 
 
 def get_loss(name: str) -> LossFactory:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if name in _ST_LOSSES:
-        from sentence_transformers.cross_encoder import losses as st_losses
-
-        return getattr(st_losses, _ST_LOSSES[name])
-    # a loss module that registers itself at import (e.g. training/losses/joint.py)
-    if name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        importlib.import_module(f"{__name__}.{name}")
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    raise KeyError(f"unknown loss {name!r}; expected one of {', '.join(loss_names())}")
+    """The loss registered as `name`; an unknown one raises an error (a KeyError too) listing the known."""
+    return LOSSES.get(name)
 
 
 def needs_groups(loss: nn.Module) -> bool:
@@ -103,6 +87,7 @@ __all__ = [
     "CombinedLoss",
     "DistillationLoss",
     "InRankerMSELoss",
+    "LOSSES",
     "ListNetLoss",
     "MarginMSELoss",
     "PairForward",

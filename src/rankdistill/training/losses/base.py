@@ -19,6 +19,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from rankdistill.registry import Registry
+
+#: losses by the name training configs use (`losses: [{name: margin_mse}]`): each registers its class at
+#: the bottom of its module; sentence-transformers' own register lazily in this package's __init__
+LOSSES = Registry(
+    "loss",
+    modules=tuple(
+        f"rankdistill.training.losses.{m}"
+        for m in ("inranker_mse", "listnet", "margin_mse", "soft_bce", "term_control", "joint")
+    ),
+)
+
 
 @dataclass
 class PairForward:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rankdistill.training.losses.base import DistillationLoss, PairForward, stack_labels
+from rankdistill.training.losses.base import LOSSES, DistillationLoss, PairForward, stack_labels
 
 
 class InRankerMSELoss(DistillationLoss):
@@ -44,3 +44,6 @@ class InRankerMSELoss(DistillationLoss):
 
     def get_config_dict(self):
         return {"center": self.center}
+
+
+LOSSES.register("inranker_mse", InRankerMSELoss)

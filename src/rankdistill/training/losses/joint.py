@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankdistill.training.losses.base import LOSSES
+
 RankLossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -126,10 +128,4 @@ class JointRankLMLoss(nn.Module):
         }
 
 
-def _register() -> None:
-    from rankdistill.training.losses import register_loss
-
-    register_loss("joint", JointRankLMLoss)
-
-
-_register()
+LOSSES.register("joint", JointRankLMLoss)

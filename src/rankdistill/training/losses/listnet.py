@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from rankdistill.training.losses.base import GroupedLoss
+from rankdistill.training.losses.base import LOSSES, GroupedLoss
 
 
 class ListNetLoss(GroupedLoss):
@@ -25,3 +25,6 @@ class ListNetLoss(GroupedLoss):
 
     def group_loss(self, scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         return -(F.softmax(teacher, dim=0) * F.log_softmax(scores, dim=0)).sum()
+
+
+LOSSES.register("listnet", ListNetLoss)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from rankdistill.training.losses.base import GroupedLoss
+from rankdistill.training.losses.base import LOSSES, GroupedLoss
 
 
 class MarginMSELoss(GroupedLoss):
@@ -29,3 +29,6 @@ class MarginMSELoss(GroupedLoss):
 
     def group_loss(self, scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         return ((scores - scores.mean()) - (teacher - teacher.mean())).pow(2).mean()
+
+
+LOSSES.register("margin_mse", MarginMSELoss)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from rankdistill.training.losses.base import (
+    LOSSES,
     DistillationLoss,
     PairForward,
     labels_to_probability,
@@ -33,3 +34,6 @@ class SoftBCELoss(DistillationLoss):
 
     def get_config_dict(self):
         return {"temperature": self.temperature}
+
+
+LOSSES.register("soft_bce", SoftBCELoss)

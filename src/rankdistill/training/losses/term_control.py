@@ -9,6 +9,7 @@ from torch import nn
 
 from rankdistill.students.term_control import TermControlLayer, TermMatcher
 from rankdistill.training.losses.base import (
+    LOSSES,
     DistillationLoss,
     PairForward,
     labels_to_probability,
@@ -54,3 +55,6 @@ class TermControlLoss(DistillationLoss):
 
     def get_config_dict(self):
         return {"layer": self.layer, "language": self.matcher.language}
+
+
+LOSSES.register("term_control", TermControlLoss)
