@@ -39,8 +39,21 @@ def beir(tmp_path, monkeypatch):
 def test_label_command_resumes_and_exports(beir, tmp_path, minilm_dir):
     runner = CliRunner()
     store = tmp_path / "labels.sqlite"
-    args = ["label", "-d", str(beir), "--teacher", f"bm25+bi-encoder:{minilm_dir}", "-k", "3", "--store", str(store),
-            "--export", str(tmp_path / "labels.jsonl"), "-o", str(tmp_path / "teacher.trec")]  # fmt: skip
+    args = [
+        "label",
+        "-d",
+        str(beir),
+        "--teacher",
+        f"bm25+bi-encoder:{minilm_dir}",
+        "-k",
+        "3",
+        "--store",
+        str(store),
+        "--export",
+        str(tmp_path / "labels.jsonl"),
+        "-o",
+        str(tmp_path / "teacher.trec"),
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     out = json.loads(first.stdout[first.stdout.index("{") :])
@@ -64,10 +77,31 @@ def test_label_command_resumes_and_exports(beir, tmp_path, minilm_dir):
 
     # a query file with candidate ids only: BM25 scores are computed for the fusion
     qfile = tmp_path / "synthetic.jsonl"
-    qfile.write_text(json.dumps({"query_id": "s1", "text": "ice crystals in clouds", "source_doc_id": "d5",
-                                 "candidates": ["d3", "d2"]}) + "\n")  # fmt: skip
-    res = runner.invoke(app, ["label", "-d", str(beir), "-q", str(qfile), "--teacher", f"bm25+bi-encoder:{minilm_dir}",
-                              "--store", str(store)])  # fmt: skip
+    qfile.write_text(
+        json.dumps(
+            {
+                "query_id": "s1",
+                "text": "ice crystals in clouds",
+                "source_doc_id": "d5",
+                "candidates": ["d3", "d2"],
+            }
+        )
+        + "\n"
+    )
+    res = runner.invoke(
+        app,
+        [
+            "label",
+            "-d",
+            str(beir),
+            "-q",
+            str(qfile),
+            "--teacher",
+            f"bm25+bi-encoder:{minilm_dir}",
+            "--store",
+            str(store),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout[res.stdout.index("{") :])["pairs"] == 3
 

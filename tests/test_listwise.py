@@ -77,8 +77,17 @@ def make_corpus(n: int, relevant: set[int]) -> Corpus:
 
 
 def test_sliding_windows_follow_rankgpt():
-    assert sliding_windows(100, 20, 10) == [(80, 100), (70, 90), (60, 80), (50, 70), (40, 60), (30, 50),
-                                            (20, 40), (10, 30), (0, 20)]  # fmt: skip
+    assert sliding_windows(100, 20, 10) == [
+        (80, 100),
+        (70, 90),
+        (60, 80),
+        (50, 70),
+        (40, 60),
+        (30, 50),
+        (20, 40),
+        (10, 30),
+        (0, 20),
+    ]
     assert sliding_windows(20, 10, 5) == [(10, 20), (5, 15), (0, 10)]
     assert sliding_windows(7, 20, 10) == [(0, 7)]
     assert sliding_windows(0, 20, 10) == []
@@ -146,8 +155,19 @@ def test_label_listwise_stores_and_resumes(tmp_path):
     run = Run({q: {f"d{i}": 40.0 - i for i in range(40)} for q in queries})
     store = LabelStore(tmp_path / "labels.sqlite")
     llm = OverlapLLM(keep=6)
-    labels, summary = label_listwise(llm, store, queries, corpus, run, method="one_pass", top_k=5, bottom_k=5,
-                                     batch_size=2, limit=4, show_progress=False)  # fmt: skip
+    labels, summary = label_listwise(
+        llm,
+        store,
+        queries,
+        corpus,
+        run,
+        method="one_pass",
+        top_k=5,
+        bottom_k=5,
+        batch_size=2,
+        limit=4,
+        show_progress=False,
+    )
     assert summary["computed"] == 4 and summary["cached"] == 0 and len(llm.prompts) == 4
     assert summary["llm_calls_per_query"] == 1.0
     assert all(lab.permutation[:2] == ["d3", "d37"] for lab in labels)
@@ -155,13 +175,35 @@ def test_label_listwise_stores_and_resumes(tmp_path):
     assert rec.teacher == "listwise-one_pass" and rec.value["missing"] and rec.value["preferences"]
     assert rec.doc_ids == labels[0].doc_ids
     # a second run computes nothing and returns the same labels
-    again, summary2 = label_listwise(OverlapLLM(keep=6), store, queries, corpus, run, method="one_pass",
-                                     top_k=5, bottom_k=5, batch_size=2, limit=4, show_progress=False)  # fmt: skip
+    again, summary2 = label_listwise(
+        OverlapLLM(keep=6),
+        store,
+        queries,
+        corpus,
+        run,
+        method="one_pass",
+        top_k=5,
+        bottom_k=5,
+        batch_size=2,
+        limit=4,
+        show_progress=False,
+    )
     assert summary2["computed"] == 0 and summary2["cached"] == 4
     assert [lab.permutation for lab in again] == [lab.permutation for lab in labels]
     # the sliding window is another teacher identity, stored beside it
-    _, summary3 = label_listwise(llm, store, queries, corpus, run, method="sliding_window", window=20, step=10,
-                                 depth=40, limit=2, show_progress=False)  # fmt: skip
+    _, summary3 = label_listwise(
+        llm,
+        store,
+        queries,
+        corpus,
+        run,
+        method="sliding_window",
+        window=20,
+        step=10,
+        depth=40,
+        limit=2,
+        show_progress=False,
+    )
     assert summary3["computed"] == 2 and summary3["llm_calls_per_query"] == 3
     assert store.counts() == {
         ("listwise", "listwise-one_pass"): 4,
@@ -214,8 +256,15 @@ def test_gemma_one_pass_on_noveleval(gemma, data_dir, constrained):
 
     ds = load_dataset(data_dir / "noveleval-2306")
     run = ds.run("initial_order_top20")
-    teacher = ListwiseTeacher(gemma, method="one_pass", top_k=3, bottom_k=2, max_passage_words=25,
-                              constrained=constrained, max_tokens=24)  # fmt: skip
+    teacher = ListwiseTeacher(
+        gemma,
+        method="one_pass",
+        top_k=3,
+        bottom_k=2,
+        max_passage_words=25,
+        constrained=constrained,
+        max_tokens=24,
+    )
     qids = run.query_ids[:2]
     labels = teacher.rank([teacher.select(q, ds.queries[q], run.ranked(q), ds.corpus) for q in qids])
     for lab in labels:
@@ -244,9 +293,23 @@ def test_cli_label_kind_listwise_with_gemma(gemma_gguf, data_dir, tmp_path, monk
 
     monkeypatch.setenv("RANKDISTILL_THREADS", "1")
     store = tmp_path / "labels.sqlite"
-    args = ["label", "--kind", "listwise", "-t", f"llamacpp:{gemma_gguf}", "-d", str(data_dir / "noveleval-2306"),
-            "--run", str(data_dir / "noveleval-2306" / "runs" / "initial_order_top20.trec"), "-k", "3", "-n", "1",
-            "--store", str(store)]  # fmt: skip
+    args = [
+        "label",
+        "--kind",
+        "listwise",
+        "-t",
+        f"llamacpp:{gemma_gguf}",
+        "-d",
+        str(data_dir / "noveleval-2306"),
+        "--run",
+        str(data_dir / "noveleval-2306" / "runs" / "initial_order_top20.trec"),
+        "-k",
+        "3",
+        "-n",
+        "1",
+        "--store",
+        str(store),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{") :])

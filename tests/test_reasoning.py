@@ -46,8 +46,10 @@ class TutoredLLM(LLM):
                 {"reasoning": "The document talks about solar panels, as the query asks.", "relevance": 2}
             )
         pairs = re.findall(r"\[(\d+)\] above \[(\d+)\]", prompt.split("The pairs, in order, are:")[1])
-        comps = [{"higher": int(a), "lower": int(b), "reason": f"Passage {a} is closer to the query than {b}."}
-                 for a, b in pairs]  # fmt: skip
+        comps = [
+            {"higher": int(a), "lower": int(b), "reason": f"Passage {a} is closer to the query than {b}."}
+            for a, b in pairs
+        ]
         if "sloppy" in prompt and not retry:
             comps = comps[::-1]
         return json.dumps({"comparisons": comps})
@@ -124,9 +126,19 @@ def test_label_reasoning_stores_everything_and_resumes(tmp_path):
     run = Run({q: {f"d{i}": 10.0 - i for i in range(8)} for q in queries})
     store = LabelStore(tmp_path / "labels.sqlite")
     llm = TutoredLLM()
-    summary = label_reasoning(llm, store, queries, corpus, run, explicit_depth=6, comparison_depth=6,
-                              comparison_window=3, max_retries=1, listwise={"method": "one_pass"},
-                              show_progress=False)  # fmt: skip
+    summary = label_reasoning(
+        llm,
+        store,
+        queries,
+        corpus,
+        run,
+        explicit_depth=6,
+        comparison_depth=6,
+        comparison_window=3,
+        max_retries=1,
+        listwise={"method": "one_pass"},
+        show_progress=False,
+    )
     ex, cp = summary["explicit"], summary["comparison"]
     assert ex["labels"] == 12 and ex["failed"] == 2 and ex["ok"] == 10  # d5 twice is hopeless
     assert ex["attempts_histogram"] == {1: 8, 2: 4}
@@ -154,9 +166,19 @@ def test_label_reasoning_stores_everything_and_resumes(tmp_path):
     assert any(t["target"].startswith("[3] > [4]:") for t in targets)
     # resume: nothing is recomputed
     n_calls = len(llm.prompts)
-    again = label_reasoning(llm, store, queries, corpus, run, explicit_depth=6, comparison_depth=6,
-                            comparison_window=3, max_retries=1, listwise={"method": "one_pass"},
-                            show_progress=False)  # fmt: skip
+    again = label_reasoning(
+        llm,
+        store,
+        queries,
+        corpus,
+        run,
+        explicit_depth=6,
+        comparison_depth=6,
+        comparison_window=3,
+        max_retries=1,
+        listwise={"method": "one_pass"},
+        show_progress=False,
+    )
     assert len(llm.prompts) == n_calls
     assert again["explicit"]["cached"] == 12 and again["explicit"]["computed"] == 0
     store.close()

@@ -95,8 +95,14 @@ def test_fusions():
     for d in bm:
         expect = (bm[d] - lo) / (hi - lo) + (ov[d] - olo) / (ohi - olo)
         assert mm["q1"][d] == pytest.approx(expect)
-    rrf = rerank_run(EnsembleTeacher([first, member], fusion="rrf", rrf_k=60), QUERIES, CORPUS, RUN, depth=4,
-                     show_progress=False)  # fmt: skip
+    rrf = rerank_run(
+        EnsembleTeacher([first, member], fusion="rrf", rrf_k=60),
+        QUERIES,
+        CORPUS,
+        RUN,
+        depth=4,
+        show_progress=False,
+    )
     # d3: second by BM25, first by overlap
     assert rrf["q1"]["d3"] == pytest.approx(1 / 62 + 1 / 61)
     z = rerank_run(
@@ -104,8 +110,9 @@ def test_fusions():
     )
     assert sum(z["q1"].values()) == pytest.approx(0.0, abs=1e-12)
     # weights: a zero weight on the first stage is the member alone (min-max is monotone)
-    solo = rerank_run(EnsembleTeacher([first, member], [0.0, 1.0]), QUERIES, CORPUS, RUN, depth=4,
-                      show_progress=False)  # fmt: skip
+    solo = rerank_run(
+        EnsembleTeacher([first, member], [0.0, 1.0]), QUERIES, CORPUS, RUN, depth=4, show_progress=False
+    )
     assert [d for d, _ in solo.ranked("q1")] == [d for d, _ in overlap.ranked("q1")]
 
 

@@ -92,8 +92,10 @@ def _bm25_scores(corpus, queries, run, cache_dir):
     from rankdistill.retrieval.bm25 import BM25Retriever
 
     bm25 = BM25Retriever(corpus, cache_dir=cache_dir)
-    return Run({q: dict(zip(docs, bm25.score(queries[q], list(docs)), strict=True)) for q, docs in run.items()},
-               name="bm25")  # fmt: skip
+    return Run(
+        {q: dict(zip(docs, bm25.score(queries[q], list(docs)), strict=True)) for q, docs in run.items()},
+        name="bm25",
+    )
 
 
 @app.command("label")
@@ -200,9 +202,16 @@ def label_cmd(
                 "teacher": tch.name,
                 "queries": len(teacher_run),
                 "pairs": len(candidates),
-                "per_teacher": {name: {"cached": s.cached, "computed": s.computed, "seconds": round(s.seconds, 2),
-                                       "pairs_per_s": round(s.rate, 2)} for name, s in scorer.stats.items()},
-            }  # fmt: skip
+                "per_teacher": {
+                    name: {
+                        "cached": s.cached,
+                        "computed": s.computed,
+                        "seconds": round(s.seconds, 2),
+                        "pairs_per_s": round(s.rate, 2),
+                    }
+                    for name, s in scorer.stats.items()
+                },
+            }
             if output:
                 write_run(teacher_run, output, tag=tch.name.replace(" ", "_"))
                 summary["output"] = str(output)

@@ -27,7 +27,6 @@ Long documents (the `long_docs` argument, per call or as the default of `load`):
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -624,10 +623,3 @@ class _StudentBackendInfo:
 
     def __init__(self, name: str):
         self.name = name
-
-
-def timed_score(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], float]:
-    """Scores and wall seconds (a helper for benchmarks and backend selection)."""
-    t0 = time.perf_counter()
-    scores = reranker.score(pairs)
-    return scores, time.perf_counter() - t0

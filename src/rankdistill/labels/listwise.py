@@ -16,8 +16,13 @@ from rankdistill.llm.base import LLM
 from rankdistill.teachers.listwise import ListwiseLabel, ListwiseTeacher, summarize
 
 
-def listwise_jobs(teacher: ListwiseTeacher, queries: Mapping[str, str], corpus: Mapping[str, Document], run: Run,
-                  limit: int | None = None) -> list:  # fmt: skip
+def listwise_jobs(
+    teacher: ListwiseTeacher,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, Document],
+    run: Run,
+    limit: int | None = None,
+) -> list:
     """One label-store job per query with candidates in `run` (at most `limit`), keyed by the teacher's
     identity, its prompt, the query and the passage texts exactly as shown."""
     identity, prompt_identity = teacher.identity(), teacher.prompt.identity()

@@ -68,8 +68,9 @@ def store_scorer(store: LabelStore, batch_size: int | None = None, show_progress
     return StoreScorer(store, batch_size, show_progress)
 
 
-def store_fused_labels(store: LabelStore, teacher: PointwiseTeacher, candidates: list[Candidate],
-                 labels: list[PointwiseLabel]) -> int:  # fmt: skip
+def store_fused_labels(
+    store: LabelStore, teacher: PointwiseTeacher, candidates: list[Candidate], labels: list[PointwiseLabel]
+) -> int:
     """Store labels of a teacher whose labels depend on the candidate list, keyed by that list too."""
     identity = teacher.identity()
     teacher_id = store.register_teacher(
@@ -90,16 +91,32 @@ def store_fused_labels(store: LabelStore, teacher: PointwiseTeacher, candidates:
         for i in idx:
             c = candidates[i]
             key = LabelStore.key(ident, teacher.prompt_identity(), c.query, c.doc)
-            records.append(LabelRecord(key, "pointwise", teacher.name, labels[i].to_json(), [c.doc_id], c.query_id,
-                                       c.query, teacher_id, doc=c.doc))  # fmt: skip
+            records.append(
+                LabelRecord(
+                    key,
+                    "pointwise",
+                    teacher.name,
+                    labels[i].to_json(),
+                    [c.doc_id],
+                    c.query_id,
+                    c.query,
+                    teacher_id,
+                    doc=c.doc,
+                )
+            )
     return store.put_many(records)
 
 
-_store_fused = store_fused_labels  # the name it had first (rankdistill.labels.ray_backend uses it)
 
 
-def label_candidates(teacher: PointwiseTeacher, candidates: list[Candidate], store: LabelStore | str | Path,
-                     *, batch_size: int | None = None, show_progress: bool = True) -> list[PointwiseLabel]:  # fmt: skip
+def label_candidates(
+    teacher: PointwiseTeacher,
+    candidates: list[Candidate],
+    store: LabelStore | str | Path,
+    *,
+    batch_size: int | None = None,
+    show_progress: bool = True,
+) -> list[PointwiseLabel]:
     """Labels for `candidates` through the store (computing only what is missing)."""
     own = not isinstance(store, LabelStore)
     st = LabelStore(store) if own else store

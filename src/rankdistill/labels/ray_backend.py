@@ -107,8 +107,13 @@ class RayScorer:
     """A PairScorer (see `rankdistill.teachers.base.PairScorer`) computing missing labels on Ray actors
     and storing them in `store` under the keys the local StoreScorer uses."""
 
-    def __init__(self, store: LabelStore, spec: str | Mapping[str, Any], options: RayOptions,
-                 batch_size: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        store: LabelStore,
+        spec: str | Mapping[str, Any],
+        options: RayOptions,
+        batch_size: int | None = None,
+    ):
         self.store = store
         self.spec = spec if isinstance(spec, str) else dict(spec)
         self.options = options
@@ -144,22 +149,31 @@ class RayScorer:
         ray = ensure_ray(self.options)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own bar below counts committed labels
-        rows = [{"batch": i, "pairs": json.dumps([[c.query, c.doc] for _, c in b], ensure_ascii=False)}
-                for i, b in enumerate(batches)]  # fmt: skip
+        rows = [
+            {"batch": i, "pairs": json.dumps([[c.query, c.doc] for _, c in b], ensure_ascii=False)}
+            for i, b in enumerate(batches)
+        ]
         opts = self.options
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), max(1, 4 * opts.num_actors)))
         ds = ds.map_batches(
             TeacherActor,
-            fn_constructor_kwargs={"spec": self.spec, "key": teacher_key(teacher),
-                                   "threads": opts.threads_per_actor or max(1, int(opts.num_cpus_per_actor))},
+            fn_constructor_kwargs={
+                "spec": self.spec,
+                "key": teacher_key(teacher),
+                "threads": opts.threads_per_actor or max(1, int(opts.num_cpus_per_actor)),
+            },
             batch_size=1,
             concurrency=opts.num_actors,
             num_cpus=opts.num_cpus_per_actor,
             num_gpus=opts.num_gpus_per_actor or None,
-        )  # fmt: skip
+        )
         pending = sum(len(b) for b in batches)
-        bar = progress(total=pending, desc=f"pointwise labels ({teacher.name}, ray x{opts.num_actors})", unit="pair",
-                       disable=None if opts.show_progress else True)  # fmt: skip
+        bar = progress(
+            total=pending,
+            desc=f"pointwise labels ({teacher.name}, ray x{opts.num_actors})",
+            unit="pair",
+            disable=None if opts.show_progress else True,
+        )
         with bar:
             for row in ds.iter_rows():
                 todo = batches[int(row["batch"])]
@@ -178,7 +192,7 @@ class RayScorer:
                         c.query,
                         teacher_id,
                         compute_ms=float(row["ms"]),
-                    )  # fmt: skip
+                    )
                     for (k, c), v in zip(todo, values, strict=True)
                 ]
                 self.store.put_many(records)
@@ -188,18 +202,24 @@ class RayScorer:
                 bar.update(len(todo))
 
 
-def label_candidates_ray(spec: str | Mapping[str, Any], candidates: list[Candidate], store: LabelStore, *,
-                         options: RayOptions | None = None, batch_size: int | None = None,
-                         teacher: PointwiseTeacher | None = None) -> list[PointwiseLabel]:  # fmt: skip
+def label_candidates_ray(
+    spec: str | Mapping[str, Any],
+    candidates: list[Candidate],
+    store: LabelStore,
+    *,
+    options: RayOptions | None = None,
+    batch_size: int | None = None,
+    teacher: PointwiseTeacher | None = None,
+) -> list[PointwiseLabel]:
     """`rankdistill.labels.label_candidates` with the teacher's model calls on Ray actors.
 
     `spec` is what `load_teacher` takes; `teacher` (built from the same spec) saves building it again
     in the driver, where it only supplies identities and fuses ensemble scores (no model is called)."""
-    from rankdistill.labels.pointwise import _store_fused
+    from rankdistill.labels.pointwise import store_fused_labels
 
     teacher = teacher or load_teacher(spec)
     scorer = RayScorer(store, spec, options or RayOptions(), batch_size)
     labels = teacher.label_candidates(candidates, scorer)
     if getattr(teacher, "depends_on_candidates", False):
-        _store_fused(store, teacher, candidates, labels)
+        store_fused_labels(store, teacher, candidates, labels)
     return labels

@@ -101,8 +101,12 @@ def run_jobs(
     ]
     n_pending = sum(sum(job.key not in values for job in b) for b in pending_batches)
 
-    bar = progress(total=n_pending, desc=desc or f"{kind} labels ({teacher_name})", unit=unit,
-                   disable=None if show_progress else True)  # fmt: skip
+    bar = progress(
+        total=n_pending,
+        desc=desc or f"{kind} labels ({teacher_name})",
+        unit=unit,
+        disable=None if show_progress else True,
+    )
     try:
         for batch in pending_batches:
             todo = [job for job in batch if job.key not in values]
@@ -137,7 +141,7 @@ def run_jobs(
                         teacher_id,
                         compute_ms=ms,
                         doc=job.doc,
-                    )  # fmt: skip
+                    )
                     for job, value in zip(todo, out, strict=True)
                 ]
             )
@@ -151,6 +155,13 @@ def run_jobs(
         bar.close()
     stats.seconds = time.perf_counter() - t0
     if stats.computed:
-        log.info("%s: %d cached, %d computed in %.1fs (%.1f %s/s)", teacher_name, stats.cached, stats.computed,
-                 stats.seconds, stats.rate, unit)  # fmt: skip
+        log.info(
+            "%s: %d cached, %d computed in %.1fs (%.1f %s/s)",
+            teacher_name,
+            stats.cached,
+            stats.computed,
+            stats.seconds,
+            stats.rate,
+            unit,
+        )
     return RunResult(values, stats)

@@ -297,12 +297,19 @@ class LabelStore:
                 raise ValueError(f"record {r.key}: teacher_id is empty; call register_teacher() first")
             rows.append(
                 (
-                    r.key, r.kind, r.teacher, r.teacher_id, r.query_id, r.query,
+                    r.key,
+                    r.kind,
+                    r.teacher,
+                    r.teacher_id,
+                    r.query_id,
+                    r.query,
                     json.dumps(list(r.doc_ids), ensure_ascii=False),
                     json.dumps(r.value, ensure_ascii=False),
-                    now, r.compute_ms, r.doc,
+                    now,
+                    r.compute_ms,
+                    r.doc,
                 )
-            )  # fmt: skip
+            )
         with self._sqlite():
             return self._insert(rows)
 

@@ -120,8 +120,12 @@ def direct_scorer(batch_size: int | None = None, show_progress: bool = True) -> 
     def score(teacher: PointwiseTeacher, candidates: list[Candidate]) -> list[PointwiseLabel]:
         size = batch_size or teacher.batch_size
         labels: list[PointwiseLabel] = []
-        bar = progress(total=len(candidates), desc=f"scoring ({teacher.name})", unit="pair",
-                       disable=None if show_progress else True)  # fmt: skip
+        bar = progress(
+            total=len(candidates),
+            desc=f"scoring ({teacher.name})",
+            unit="pair",
+            disable=None if show_progress else True,
+        )
         with bar:
             for chunk in batched(candidates, size):
                 out = teacher.score([(c.query, c.doc) for c in chunk])

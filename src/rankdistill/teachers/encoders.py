@@ -35,8 +35,16 @@ class CrossEncoderTeacher(PointwiseTeacher):
 
     name = "cross-encoder"
 
-    def __init__(self, model: str | Path, *, max_length: int = 512, batch_size: int = 32, device: str | None = None,
-                 dtype: str | None = "auto", name: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        max_length: int = 512,
+        batch_size: int = 32,
+        device: str | None = None,
+        dtype: str | None = "auto",
+        name: str | None = None,
+    ):
         self.model_path = resolve_model(model)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -62,8 +70,12 @@ class CrossEncoderTeacher(PointwiseTeacher):
     def model(self):
         if self._model is None:
             st = require("sentence_transformers", "all", "the cross-encoder teacher")
-            self._model = st.CrossEncoder(self.model_path, max_length=self.max_length, device=self.device,
-                                          model_kwargs={"torch_dtype": self.torch_dtype})  # fmt: skip
+            self._model = st.CrossEncoder(
+                self.model_path,
+                max_length=self.max_length,
+                device=self.device,
+                model_kwargs={"torch_dtype": self.torch_dtype},
+            )
             n = self._model.config.num_labels
             if n not in (1, 2):
                 raise RankdistillError(
@@ -76,8 +88,13 @@ class CrossEncoderTeacher(PointwiseTeacher):
             return []
         import torch
 
-        logits = self.model.predict(list(pairs), batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
-                                    show_progress_bar=False, convert_to_numpy=True)  # fmt: skip
+        logits = self.model.predict(
+            list(pairs),
+            batch_size=self.batch_size,
+            activation_fn=torch.nn.Identity(),
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         labels = []
         for row in logits.reshape(len(pairs), -1).astype("float64"):
             if len(row) == 1:
@@ -158,9 +175,17 @@ class BiEncoderTeacher(PointwiseTeacher):
     #: document embeddings kept in memory at most (about 150 MB at 384 dimensions)
     memory_limit = 100_000
 
-    def __init__(self, model: str | Path = "minilm", *, batch_size: int = 64, device: str | None = None,
-                 dtype: str | None = "auto", max_seq_length: int | None = None,
-                 cache_dir: str | Path | bool | None = None, name: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path = "minilm",
+        *,
+        batch_size: int = 64,
+        device: str | None = None,
+        dtype: str | None = "auto",
+        max_seq_length: int | None = None,
+        cache_dir: str | Path | bool | None = None,
+        name: str | None = None,
+    ):
         self.model_path = resolve_model(model)
         self.batch_size = batch_size
         self.device = device or "cpu"
@@ -193,8 +218,9 @@ class BiEncoderTeacher(PointwiseTeacher):
     def model(self):
         if self._model is None:
             st = require("sentence_transformers", "all", "the bi-encoder teacher")
-            self._model = st.SentenceTransformer(self.model_path, device=self.device,
-                                                 model_kwargs={"torch_dtype": self.torch_dtype})  # fmt: skip
+            self._model = st.SentenceTransformer(
+                self.model_path, device=self.device, model_kwargs={"torch_dtype": self.torch_dtype}
+            )
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
@@ -205,8 +231,13 @@ class BiEncoderTeacher(PointwiseTeacher):
 
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        emb = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_tensor=True, show_progress_bar=False)  # fmt: skip
+        emb = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
         return emb.float().cpu().numpy()
 
     def document_embeddings(self, docs: list[str]) -> dict[str, Any]:

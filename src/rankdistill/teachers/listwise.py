@@ -167,8 +167,16 @@ class ListwiseLabel:
         order = [int(i) for i in value["order"]]
         missing = [int(i) for i in value.get("missing_index", [])]
         windows = [WindowAnswer(**w) for w in value.get("windows", [])]
-        return cls(query_id, query, value.get("method", ""), list(doc_ids), order, missing, windows,
-                   float(value.get("compute_ms", 0.0)))  # fmt: skip
+        return cls(
+            query_id,
+            query,
+            value.get("method", ""),
+            list(doc_ids),
+            order,
+            missing,
+            windows,
+            float(value.get("compute_ms", 0.0)),
+        )
 
 
 class ListwiseTeacher:
@@ -222,9 +230,14 @@ class ListwiseTeacher:
 
     def identity(self) -> dict[str, Any]:
         """Everything that makes this teacher's labels what they are (part of every label key)."""
-        settings: dict[str, Any] = {"method": self.method, "max_passage_words": self.max_passage_words,
-                                    "constrained": self.constrained, "max_tokens": self.max_tokens,
-                                    "seed": self.seed, "parser": PARSER_VERSION}  # fmt: skip
+        settings: dict[str, Any] = {
+            "method": self.method,
+            "max_passage_words": self.max_passage_words,
+            "constrained": self.constrained,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "parser": PARSER_VERSION,
+        }
         if self.method == "sliding_window":
             settings.update(window=self.window, step=self.step, depth=self.depth)
         else:
@@ -364,7 +377,7 @@ class ListwiseTeacher:
                     missing,
                     s["answers"],
                     per_query_ms,
-                )  # fmt: skip
+                )
             )
         return labels
 

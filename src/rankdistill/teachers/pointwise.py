@@ -31,8 +31,14 @@ def _prompt(prompt: str | PromptTemplate) -> PromptTemplate:
 
 
 class _LLMTeacher(PointwiseTeacher):
-    def __init__(self, llm: LLM, prompt: str | PromptTemplate, max_doc_words: int | None, batch_size: int,
-                 name: str | None):  # fmt: skip
+    def __init__(
+        self,
+        llm: LLM,
+        prompt: str | PromptTemplate,
+        max_doc_words: int | None,
+        batch_size: int,
+        name: str | None,
+    ):
         if not isinstance(llm, LLM):
             raise TypeError(
                 f"{type(self).__name__} needs an rankdistill.llm.LLM backend, got {type(llm).__name__}"

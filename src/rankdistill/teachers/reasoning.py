@@ -86,12 +86,16 @@ class ComparisonReasoning(BaseModel):
         if pairs is None:
             return self
         if len(self.comparisons) != len(pairs):
-            raise ValueError(f"expected exactly {len(pairs)} comparisons (one per pair {_pairs_text(pairs)}), "
-                             f"got {len(self.comparisons)}")  # fmt: skip
+            raise ValueError(
+                f"expected exactly {len(pairs)} comparisons (one per pair {_pairs_text(pairs)}), "
+                f"got {len(self.comparisons)}"
+            )
         for i, (c, (hi, lo)) in enumerate(zip(self.comparisons, pairs, strict=True), start=1):
             if (c.higher, c.lower) != (hi, lo):
-                raise ValueError(f"comparison {i} must have higher={hi} and lower={lo}, got higher={c.higher} "
-                                 f"and lower={c.lower}")  # fmt: skip
+                raise ValueError(
+                    f"comparison {i} must have higher={hi} and lower={lo}, got higher={c.higher} "
+                    f"and lower={c.lower}"
+                )
         return self
 
 
@@ -206,11 +210,16 @@ class ReasoningTeacher:
         return {
             "teacher": self.name,
             "llm": self.llm.identity(),
-            "settings": {"max_retries": self.max_retries, "max_passage_words": self.max_passage_words,
-                         "constrained": self.constrained, "max_tokens": self.max_tokens, "seed": self.seed,
-                         "retry_temperature": self.retry_temperature},
+            "settings": {
+                "max_retries": self.max_retries,
+                "max_passage_words": self.max_passage_words,
+                "constrained": self.constrained,
+                "max_tokens": self.max_tokens,
+                "seed": self.seed,
+                "retry_temperature": self.retry_temperature,
+            },
             "retry_prompt": self.retry_prompt.identity(),
-        }  # fmt: skip
+        }
 
     def prompts(self) -> dict[str, dict[str, str]]:
         return {
@@ -244,7 +253,7 @@ class ReasoningTeacher:
                     passages=render_passages(shown),
                     pairs=_pairs_text(pairs),
                     num_pairs=str(len(pairs)),
-                )  # fmt: skip
+                )
             )
             contexts.append({"pairs": pairs})
             schemas.append(comparison_schema(pairs))
@@ -272,8 +281,13 @@ class ReasoningTeacher:
                     asked.append(prompts[i])
                 else:  # show the model its last answer and why it was rejected
                     last = results[i].attempts[-1]
-                    asked.append(self.retry_prompt.render(prompt=prompts[i], answer=last.raw.strip() or "(empty)",
-                                                          error=last.error or "invalid"))  # fmt: skip
+                    asked.append(
+                        self.retry_prompt.render(
+                            prompt=prompts[i],
+                            answer=last.raw.strip() or "(empty)",
+                            error=last.error or "invalid",
+                        )
+                    )
             # one backend call per distinct schema and budget (windows of one size share theirs)
             groups: dict[tuple[str, int], list[int]] = {}
             for j, i in enumerate(pending):
@@ -301,7 +315,7 @@ class ReasoningTeacher:
                             gen.finish_reason,
                             gen.prompt_tokens or self.llm.count_tokens(asked[j]),
                             gen.n_tokens,
-                        )  # fmt: skip
+                        )
                     )
                     if parsed.ok:
                         results[i].value = parsed.value.model_dump()
