@@ -150,3 +150,26 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     colored = float((px.max(axis=1) - px.min(axis=1) > 80).mean())
     assert non_white > 0.03, f"screenshot looks blank ({non_white:.1%} non-white pixels)"
     assert colored > 0.005, f"no plot colours in the screenshot ({colored:.2%} saturated pixels)"
+
+
+@pytest.mark.parametrize(
+    ("student_pps", "want_speed", "want_verdict"),
+    [
+        (900.0, "5x as many pairs per second", "did not pay off"),  # 5x: not cheap enough
+        (5.4, "33.3x slower than the teacher (0.03x its pairs per second)", "did not pay off"),
+    ],
+)
+def test_headline_ratio_and_whether_distillation_paid_off(student_pps, want_speed, want_verdict):
+    from rankdistill.report.render import headline
+
+    data = _results()
+    data["systems"][2]["pairs_per_second"] = student_pps
+    text = headline(parse_results(data))
+    assert want_speed in text and want_verdict in text
+    assert "0.0x" not in text
+    # a student at the teacher's quality and 20x its speed: it paid off
+    data["systems"][2]["pairs_per_second"] = 3600.0
+    data["systems"][2]["metrics"] = dict(data["systems"][1]["metrics"])
+    assert "Distillation paid off: the student keeps 100.0% of the teacher's nDCG@10 at 20x" in headline(
+        parse_results(data)
+    )

@@ -59,8 +59,34 @@ def headline(results: EvaluationResults) -> str:
     if teacher is not None:
         text += f" Teacher: {teacher.metrics[m]:.4f}."
     if student.pairs_per_second and teacher is not None and teacher.pairs_per_second:
-        text += f" The student scores {student.pairs_per_second / teacher.pairs_per_second:.1f}x as many pairs per second as the teacher."
+        ratio = student.pairs_per_second / teacher.pairs_per_second
+        text += f" {speed_ratio_text(ratio)}"
+        if teacher.metrics.get(m):
+            text += f" {paid_off_text(student.metrics[m] / teacher.metrics[m], ratio, m)}"
     return text
+
+
+def speed_ratio_text(ratio: float) -> str:
+    """The student's throughput against the teacher's, readable at any scale (0.03x is "33x slower")."""
+    if ratio >= 1:
+        return f"The student scores {ratio:.3g}x as many pairs per second as the teacher."
+    return f"The student is {1 / ratio:.3g}x slower than the teacher ({ratio:.2g}x its pairs per second)."
+
+
+# what distilling must buy to be worth it (InRanker's trade): most of the teacher's quality, much cheaper
+KEEP_SHARE, MIN_SPEEDUP = 0.95, 10.0
+
+
+def paid_off_text(share: float, ratio: float, measure: str) -> str:
+    """Whether distillation paid off: the student keeps KEEP_SHARE of the teacher's measure at
+    MIN_SPEEDUP times its throughput."""
+    kept = f"keeps {100 * share:.1f}% of the teacher's {measure} at {ratio:.3g}x its pairs per second"
+    if share >= KEEP_SHARE and ratio >= MIN_SPEEDUP:
+        return f"Distillation paid off: the student {kept}."
+    return (
+        f"Distillation did not pay off: the student {kept} "
+        f"(worth it from {100 * KEEP_SHARE:.0f}% at {MIN_SPEEDUP:.0f}x)."
+    )
 
 
 def _config_text(config: dict[str, Any] | str | None) -> str:
