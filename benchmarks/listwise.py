@@ -34,7 +34,7 @@ from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.reasoning import label_reasoning
 from rankdistill.labels.store import LabelStore
 from rankdistill.llm.factory import load_llm
-from rankdistill.teachers.listwise import labels_to_run
+from rankdistill.teachers.base import labels_to_run
 
 ROOT = Path(__file__).resolve().parent.parent
 MEASURES = ["nDCG@10"]
@@ -72,7 +72,7 @@ def quality_part(
         batch_size=1,
         constrained=constrained,
     )
-    teacher_run = labels_to_run(labels)
+    teacher_run = labels_to_run(labels, name="listwise")
     qids = teacher_run.query_ids
     return {
         "dataset": name,

@@ -6,7 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rankdistill.training.losses.joint import JointRankLMLoss, listnet, pointwise_mse, ranknet  # noqa: E402
+from rankdistill.training.losses.joint import RANK_LOSSES, JointRankLMLoss, pointwise_mse, ranknet  # noqa: E402
+
+listnet = RANK_LOSSES["listnet"]  # the joint loss's ListNet, at temperature 1
 
 TEACHER = torch.tensor([[3.0, 1.0, -2.0], [0.5, -1.0, 0.0]])
 MASK = torch.tensor([[True, True, True], [True, True, False]])

@@ -15,10 +15,10 @@ from rankdistill.data.types import Corpus, Document, Queries, Run
 from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.store import LabelStore
 from rankdistill.llm.base import LLM, ContinuationScore, Generation
+from rankdistill.teachers.base import labels_to_run
 from rankdistill.teachers.listwise import (
     ListwiseLabel,
     ListwiseTeacher,
-    labels_to_run,
     sliding_windows,
     summarize,
 )

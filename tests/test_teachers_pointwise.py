@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rankdistill.teachers import QueryLikelihoodTeacher, TrueFalseTeacher
-from rankdistill.teachers.pointwise import truncate_words
-from rankdistill.teachers.prompts import get_prompt
+from rankdistill.teachers.prompts import get_prompt, truncate_words
 
 pytestmark = pytest.mark.llm
 

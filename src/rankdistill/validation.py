@@ -13,6 +13,23 @@ from rankdistill.errors import RankdistillError
 M = TypeVar("M", bound=BaseModel)
 
 
+def validation_error_lines(
+    exc: ValidationError, top: str = "(top level)", limit: int | None = None
+) -> list[str]:
+    """A pydantic error as `key.path: message` lines (at most `limit`, then how many more), so the
+    reader (a person, or an LLM told why its answer was refused) sees which key is wrong. The one
+    formatter of pydantic errors."""
+    errors = exc.errors()
+    lines = [
+        f"{'.'.join(str(p) for p in e.get('loc', ())) or top}: "
+        f"{str(e.get('msg', 'invalid')).removeprefix('Value error, ')}"
+        for e in errors[:limit]
+    ]
+    if limit is not None and len(errors) > limit:
+        lines.append(f"... and {len(errors) - limit} more errors")
+    return lines
+
+
 def validate_config(
     model: type[M], data: Any, source: str, what: str, error: type[Exception] = RankdistillError
 ) -> M:
@@ -22,11 +39,7 @@ def validate_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
-        raise error(f"{source}: invalid {what}:\n  " + "\n  ".join(lines)) from None
+        raise error(f"{source}: invalid {what}:\n  " + "\n  ".join(validation_error_lines(exc))) from None
 
 
 # A config is a few hundred nodes; these bounds only stop hostile files ("billion laughs": a 1 KB file of

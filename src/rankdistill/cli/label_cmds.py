@@ -197,7 +197,7 @@ def label_cmd(
                 from rankdistill.labels.pointwise import store_fused_labels
 
                 store_fused_labels(store, tch, candidates, labels)
-            teacher_run = labels_to_run(candidates, labels, name=tch.name)
+            teacher_run = labels_to_run(labels, candidates, name=tch.name)
             summary = {
                 "teacher": tch.name,
                 "queries": len(teacher_run),

@@ -3,13 +3,17 @@ fusion, applied to any runs, e.g. a student with its first stage)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 from rankdistill.data.types import Run
 
+K = TypeVar("K", bound=Hashable)
 
-def minmax(scores: Mapping[str, float]) -> dict[str, float]:
-    """Per-query min-max scaling to [0, 1] (all equal -> 0.5)."""
+
+def minmax(scores: Mapping[K, float]) -> dict[K, float]:
+    """Per-query min-max scaling to [0, 1]; all equal -> 0.5, the midpoint (no preference is not
+    "all irrelevant"). The one min-max of rankdistill: fusion, ensemble teachers, training targets."""
     if not scores:
         return {}
     lo, hi = min(scores.values()), max(scores.values())

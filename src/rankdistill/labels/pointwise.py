@@ -107,8 +107,6 @@ def store_fused_labels(
     return store.put_many(records)
 
 
-
-
 def label_candidates(
     teacher: PointwiseTeacher,
     candidates: list[Candidate],
@@ -145,7 +143,7 @@ def label_run(
     (the teacher's scores). Kill it and call it again: it resumes where it stopped."""
     candidates = run_candidates(queries, corpus, run, depth)
     labels = label_candidates(teacher, candidates, store, batch_size=batch_size, show_progress=show_progress)
-    return labels_to_run(candidates, labels, name=teacher.name)
+    return labels_to_run(labels, candidates, name=teacher.name)
 
 
 LABEL_KINDS.register("pointwise", label_run)

@@ -14,7 +14,7 @@ from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.runner import LabelJob, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
-from rankdistill.teachers.listwise import truncate_words
+from rankdistill.teachers.prompts import truncate_words
 from rankdistill.teachers.reasoning import ReasoningTeacher, comparison_windows
 
 

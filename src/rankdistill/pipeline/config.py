@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankdistill.errors import RankdistillError
-from rankdistill.validation import validate_config
+from rankdistill.validation import validate_config, validation_error_lines
 
 
 class ConfigError(RankdistillError, ValueError):
@@ -162,8 +162,7 @@ class TrainSection(BaseModel):
         try:
             self.train_config(Path("."), 0, [{"name": "check", "data": {"jsonl": "labels.jsonl"}}])
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ValueError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+            raise ValueError(validation_error_lines(exc)[0]) from None
         return self
 
 

@@ -275,20 +275,19 @@ def _targets(candidates: list, labels: list, target: str) -> list[Any]:
 def _sample_rows(
     candidates: list, labels: list, per_query: int | None, top: int, seed: int
 ) -> set[int] | None:
-    """Per query, the teacher's `top` best candidates plus random others up to `per_query` (the ones
-    nDCG@10 is about, and the tail the student must push down), as benchmarks/distill.py samples them."""
+    """Indices of the candidates `pick_rows` keeps for each query (as `pairs_from_teacher_run` does)."""
     if per_query is None:
         return None
+    from rankdistill.training.data import pick_rows
+
     rng = random.Random(seed)
-    by_query: dict[str, list[int]] = {}
+    by_query: dict[str, dict[str, int]] = {}
     for i, c in enumerate(candidates):
-        by_query.setdefault(c.query_id, []).append(i)
+        by_query.setdefault(c.query_id, {})[c.doc_id] = i
     keep: set[int] = set()
-    for idx in by_query.values():
-        ranked = sorted(idx, key=lambda i: (-labels[i].score, candidates[i].doc_id))
-        best, rest = ranked[:top], ranked[top:]
-        keep.update(best)
-        keep.update(rng.sample(rest, min(len(rest), max(per_query - len(best), 0))))
+    for index in by_query.values():
+        picked = pick_rows({d: labels[i].score for d, i in index.items()}, per_query, top, rng)
+        keep.update(index[d] for d in picked)
     return keep
 
 
@@ -525,7 +524,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         add(
             f"teacher: {spec if len(spec) <= 40 else teacher.name}",
             "teacher",
-            labels_to_run(candidates, labels, name="teacher"),
+            labels_to_run(labels, candidates, name="teacher"),
             pps,
             teacher_parameters(teacher),
             f"{spec}; throughput measured with its caches warm (e.g. document embeddings)",

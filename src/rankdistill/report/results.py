@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rankdistill.errors import DataError
+from rankdistill.validation import validation_error_lines
 
 Role = Literal["baseline", "teacher", "student", "other"]
 
@@ -77,20 +78,13 @@ class EvaluationResults(BaseModel):
         return sorted(common)[0]
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """Pydantic errors as 'key.path: message' lines, so the user sees which key is wrong."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{loc}: {err['msg']}")
-    return "; ".join(lines)
-
-
 def parse_results(data: dict[str, Any], path: str | Path | None = None) -> EvaluationResults:
     try:
         return EvaluationResults.model_validate(data)
     except ValidationError as exc:
-        raise DataError(f"invalid evaluation results: {format_validation_error(exc)}", path) from None
+        raise DataError(
+            f"invalid evaluation results: {'; '.join(validation_error_lines(exc))}", path
+        ) from None
 
 
 def load_results(path: str | Path) -> EvaluationResults:

@@ -162,8 +162,13 @@ def run_candidates(
 
 
 def labels_to_run(
-    candidates: Sequence[Candidate], labels: Sequence[PointwiseLabel], name: str = "teacher"
+    labels: Sequence[Any], candidates: Sequence[Candidate] | None = None, name: str = "teacher"
 ) -> Run:
+    """A teacher's labels as a run, to evaluate the teacher like any ranker. Pointwise labels carry no
+    ids, so they come with the candidates they score; listwise labels (no `candidates`) carry their
+    query and score documents by rank (`ListwiseLabel.scores`)."""
+    if candidates is None:
+        return Run({lab.query_id: lab.scores() for lab in labels}, name=name)
     scores: dict[str, dict[str, float]] = {}
     for cand, label in zip(candidates, labels, strict=True):
         scores.setdefault(cand.query_id, {})[cand.doc_id] = float(label.score)
@@ -190,4 +195,4 @@ def rerank_run(
     candidates = run_candidates(queries, corpus, run, depth)
     scorer = scorer or direct_scorer(batch_size, show_progress)
     labels = teacher.label_candidates(candidates, scorer)
-    return labels_to_run(candidates, labels, name=teacher.name)
+    return labels_to_run(labels, candidates, name=teacher.name)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from rankdistill.evaluation.fusion import minmax
 from rankdistill.teachers.base import (
     TEACHERS,
     Candidate,
@@ -22,6 +23,8 @@ from rankdistill.teachers.base import (
 )
 
 FUSIONS = ("minmax", "zscore", "rrf")
+# 2: min-max of a member whose scores tie on a query gives 0.5 (evaluation.fusion.minmax), was 0.0
+VERSION = 2
 
 
 class FirstStageTeacher(PointwiseTeacher):
@@ -57,8 +60,8 @@ class FirstStageTeacher(PointwiseTeacher):
 
 def _normalise(scores: list[float], method: str, rrf_k: int, doc_ids: list[str]) -> list[float]:
     if method == "minmax":
-        lo, hi = min(scores), max(scores)
-        return [0.0 if hi == lo else (s - lo) / (hi - lo) for s in scores]
+        scaled = minmax(dict(enumerate(scores)))
+        return [scaled[i] for i in range(len(scores))]
     if method == "zscore":
         mean = sum(scores) / len(scores)
         std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
@@ -110,6 +113,7 @@ class EnsembleTeacher(PointwiseTeacher):
     def identity(self) -> dict[str, Any]:
         return {
             "teacher": "ensemble",
+            "version": VERSION,
             "fusion": self.fusion,
             "rrf_k": self.rrf_k if self.fusion == "rrf" else None,
             "members": [

@@ -23,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rankdistill.data.types import Document, Run
+from rankdistill.data.types import Document
 from rankdistill.errors import RankdistillError
 from rankdistill.llm.base import LLM, Generation
 from rankdistill.teachers.parsing import PermutationParse, parse_permutation, sum_repairs
-from rankdistill.teachers.prompts import PromptTemplate, get_prompt
+from rankdistill.teachers.prompts import PromptTemplate, get_prompt, truncate_words
 from rankdistill.teachers.prompts.listwise import ranking_schema, render_passages
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,6 @@ def supports_json_schema(llm: LLM) -> bool:
     """Whether the backend can constrain its output to a JSON schema (llama.cpp grammars, OpenAI
     `response_format`): the backend's own `supports_json_schema` attribute, never its name."""
     return bool(getattr(llm, "supports_json_schema", False))
-
-
-def truncate_words(text: str, max_words: int | None) -> str:
-    words = text.split()
-    if max_words is None or len(words) <= max_words:
-        return " ".join(words)
-    return " ".join(words[:max_words])
 
 
 @dataclass
@@ -394,11 +387,6 @@ def sliding_windows(n: int, window: int, step: int) -> list[tuple[int, int]]:
         if lo == 0:
             return spans
         end -= step
-
-
-def labels_to_run(labels: Sequence[ListwiseLabel], name: str = "listwise") -> Run:
-    """The teacher's permutations as a run (rank-based scores), to evaluate it like any ranker."""
-    return Run({lab.query_id: lab.scores() for lab in labels}, name=name)
 
 
 def summarize(labels: Sequence[ListwiseLabel]) -> dict[str, Any]:

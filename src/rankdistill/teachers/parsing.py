@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from rankdistill.validation import validation_error_lines
+
 REPAIR_KINDS = ("duplicate", "unknown", "missing", "free_text", "no_answer")
 
 _BRACKET_ID = re.compile(r"\[\s*([+-]?\d+)\s*\]")
@@ -181,18 +183,6 @@ class StructuredParse(Generic[M]):
         return self.value is not None
 
 
-def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
-    """A pydantic error as short lines a model (or a person) can act on: 'field.path: message'."""
-    lines = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "answer"
-        lines.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = exc.error_count() - limit
-    if more > 0:
-        lines.append(f"... and {more} more errors")
-    return "; ".join(lines)
-
-
 def parse_structured(text: str, model: type[M], context: dict | None = None) -> StructuredParse[M]:
     """The first JSON object in the text validated as `model` (context goes to its validators); never raises.
 
@@ -208,7 +198,7 @@ def parse_structured(text: str, model: type[M], context: dict | None = None) -> 
     try:
         value = model.model_validate(obj, context=context)
     except ValidationError as exc:
-        return StructuredParse(None, format_validation_error(exc), free_text)
+        return StructuredParse(None, "; ".join(validation_error_lines(exc, "answer", 5)), free_text)
     except Exception as exc:  # a validator that raised something else is still just an invalid answer
         return StructuredParse(None, f"{type(exc).__name__}: {exc}", free_text)
     return StructuredParse(value, None, free_text)

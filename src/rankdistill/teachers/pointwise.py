@@ -12,18 +12,10 @@ from typing import Any
 
 from rankdistill.llm.base import LLM
 from rankdistill.teachers.base import TEACHERS, PointwiseLabel, PointwiseTeacher
-from rankdistill.teachers.prompts import PromptTemplate, get_prompt
+from rankdistill.teachers.prompts import PromptTemplate, get_prompt, truncate_words
 
-
-def truncate_words(text: str, max_words: int | None) -> str:
-    """The first `max_words` whitespace-separated words of `text` (all of it when None).
-
-    Word-based (not token-based) so the truncated text, and so the label key, does not depend on the
-    backend's tokenizer."""
-    if max_words is None:
-        return text
-    words = text.split()
-    return text if len(words) <= max_words else " ".join(words[:max_words])
+# 2: documents are always whitespace-flattened (prompts.truncate_words); were kept as-is when short
+VERSION = 2
 
 
 def _prompt(prompt: str | PromptTemplate) -> PromptTemplate:
@@ -91,6 +83,7 @@ class TrueFalseTeacher(_LLMTeacher):
     def identity(self) -> dict[str, Any]:
         return {
             "teacher": "truefalse",
+            "version": VERSION,
             "llm": self.llm.identity(),
             "candidates": list(self.candidates),
             "max_doc_words": self.max_doc_words,
@@ -135,6 +128,7 @@ class QueryLikelihoodTeacher(_LLMTeacher):
     def identity(self) -> dict[str, Any]:
         return {
             "teacher": "query-likelihood",
+            "version": VERSION,
             "llm": self.llm.identity(),
             "max_doc_words": self.max_doc_words,
         }

@@ -24,12 +24,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rankdistill.llm.base import LLM
-from rankdistill.teachers.listwise import supports_json_schema, truncate_words
+from rankdistill.teachers.listwise import supports_json_schema
 from rankdistill.teachers.parsing import parse_structured
-from rankdistill.teachers.prompts import get_prompt
+from rankdistill.teachers.prompts import get_prompt, truncate_words
 from rankdistill.teachers.prompts.listwise import render_passages
 
 log = logging.getLogger(__name__)
+
+# 2: a refused answer's retry prompt gives pydantic errors without the 'Value error, ' prefix
+VERSION = 2
 
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -209,6 +212,7 @@ class ReasoningTeacher:
     def identity(self) -> dict[str, Any]:
         return {
             "teacher": self.name,
+            "version": VERSION,
             "llm": self.llm.identity(),
             "settings": {
                 "max_retries": self.max_retries,

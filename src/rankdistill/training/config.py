@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rankdistill.validation import read_yaml, validate_config
+from rankdistill.validation import read_yaml, validate_config, validation_error_lines
 
 
 class _Strict(BaseModel):
@@ -133,7 +133,7 @@ class TrainConfig(_Strict):
                 TrainingConfig(**{**self.training.model_dump(), **p.training})
             except ValidationError as exc:
                 raise ValueError(
-                    f"phase {p.name!r}: bad 'training' override: {exc.errors()[0]['msg']}"
+                    f"phase {p.name!r}: bad 'training' override: {validation_error_lines(exc)[0]}"
                 ) from None
         return self
 

@@ -92,6 +92,15 @@ def pairs_from_label_store(store_path: str | Path, **filters: Any) -> list[dict[
             close()
 
 
+def pick_rows(scores: Mapping[str, float], per_query: int, top: int, rng: random.Random) -> list[str]:
+    """One query's training documents: the teacher's `top` best (the ones nDCG@10 is about; ties by
+    document id, as `Run.ranked`, so the pick never depends on input order), then `per_query - top`
+    drawn with `rng` from the rest (the tail the student must push down)."""
+    ranked = sorted(scores, key=lambda d: (-scores[d], d))
+    best, rest = ranked[:top], ranked[top:]
+    return best + rng.sample(rest, min(len(rest), max(per_query - len(best), 0)))
+
+
 def pairs_from_teacher_run(
     queries: Mapping[str, str],
     teacher: Run,
@@ -117,11 +126,7 @@ def pairs_from_teacher_run(
             continue
         scores = teacher[qid]
         labels = minmax(scores) if normalize == "minmax" else dict(scores)
-        ranked = [d for d, _ in teacher.ranked(qid)]
-        chosen = ranked[:top]
-        rest = ranked[top:]
-        chosen += rng.sample(rest, min(len(rest), max(per_query - top, 0)))
-        for d in chosen:
+        for d in pick_rows(scores, per_query, top, rng):
             rows.append(
                 {"query": queries[qid], "document": documents[d], "label": float(labels[d]), "qid": qid}
             )

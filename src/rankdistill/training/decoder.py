@@ -17,6 +17,7 @@ from torch import nn
 from rankdistill.errors import RankdistillError
 from rankdistill.hardware import pick_dtype
 from rankdistill.students.decoder import HEAD_NAME, DecoderStudent
+from rankdistill.training.data import pick_rows
 from rankdistill.training.losses.joint import JointRankLMLoss
 
 
@@ -93,9 +94,7 @@ def examples_from_scores(
     for qid, scores in teacher.items():
         if qid not in queries or not scores:
             continue
-        ranked = sorted(scores, key=lambda d: -scores[d])
-        ranked = [d for d in ranked if d in documents]
-        keep = ranked[:top] + rng.sample(ranked[top:], min(len(ranked[top:]), max(group_size - top, 0)))
+        keep = pick_rows({d: s for d, s in scores.items() if d in documents}, group_size, top, rng)
         if not keep:
             continue
         reasons = [reasoning.get((qid, d)) for d in keep] if reasoning else None

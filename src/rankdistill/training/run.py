@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rankdistill.errors import DataError
+from rankdistill.evaluation.fusion import minmax
 from rankdistill.training.config import DataConfig, DevConfig, TrainConfig, TrainingConfig
-from rankdistill.training.data import is_finite_label, minmax, read_pairs_jsonl
+from rankdistill.training.data import is_finite_label, read_pairs_jsonl
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases
 from rankdistill.utils import stable_hash
 

@@ -32,6 +32,14 @@ class PromptTemplate:
         return {"name": self.name, "version": self.version, "hash": stable_hash(self.template, 16)}
 
 
+def truncate_words(text: str, max_words: int | None) -> str:
+    """At most `max_words` whitespace-separated words (all when None), whitespace flattened to single
+    spaces so a document stays one line of the prompt. Words, not tokens, so the prompt (and the label
+    it makes) does not depend on the backend's tokenizer."""
+    words = text.split()
+    return " ".join(words if max_words is None else words[:max_words])
+
+
 _REGISTRY: dict[str, PromptTemplate] = {}
 
 

@@ -28,9 +28,8 @@ from typing import Any
 from rankdistill.data.types import Corpus, Document
 from rankdistill.errors import DataError, RankdistillError
 from rankdistill.llm.base import LLM
-from rankdistill.teachers.prompts import PromptTemplate, get_prompt
+from rankdistill.teachers.prompts import PromptTemplate, get_prompt, truncate_words
 from rankdistill.teachers.prompts.querygen import QUERYGEN_PROMPTS
-from rankdistill.teachers.querygen.text import truncate_words
 from rankdistill.utils import progress, stable_hash
 
 log = logging.getLogger(__name__)

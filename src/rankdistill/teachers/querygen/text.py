@@ -22,14 +22,6 @@ def collapse_ws(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
-def truncate_words(text: str, max_words: int | None) -> str:
-    """At most `max_words` whitespace-separated words, newlines flattened (the prompt keeps one line a field)."""
-    words = text.split()
-    if max_words is not None and len(words) > max_words:
-        words = words[:max_words]
-    return " ".join(words)
-
-
 def clean_query(raw: str, *, min_words: int = 3, max_words: int = 64, max_chars: int = 400) -> str | None:
     """The query in a raw generation, or None when there is none worth keeping.
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankdistill.training.losses.base import LOSSES
+from rankdistill.training.losses.listnet import listnet
 
 RankLossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,18 +42,12 @@ def ranknet(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> 
     return F.softplus(-diff[prefer]).mean()
 
 
-def listnet(
-    scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    """ListNet: cross-entropy between the teacher's and the student's top-one distributions per group."""
-    neg = torch.finfo(scores.dtype).min
-    log_p_student = torch.log_softmax(scores.masked_fill(~mask, neg), dim=-1)
-    p_teacher = torch.softmax((targets / temperature).masked_fill(~mask, neg), dim=-1)
-    per_group = -(p_teacher * log_p_student.masked_fill(~mask, 0.0)).sum(-1)
-    return per_group[mask.sum(-1) > 1].mean() if (mask.sum(-1) > 1).any() else scores.sum() * 0.0
+def _listnet(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ListNet at temperature 1 (JointRankLMLoss passes its own temperature)."""
+    return listnet(scores, targets, mask, 1.0)
 
 
-RANK_LOSSES: dict[str, RankLossFn] = {"mse": pointwise_mse, "ranknet": ranknet, "listnet": listnet}
+RANK_LOSSES: dict[str, RankLossFn] = {"mse": pointwise_mse, "ranknet": ranknet, "listnet": _listnet}
 
 
 class JointRankLMLoss(nn.Module):
@@ -63,7 +58,8 @@ class JointRankLMLoss(nn.Module):
         rank_loss: "mse" (pointwise), "ranknet" (pairwise) or "listnet" (listwise), or a callable
             `(scores[G, N], teacher[G, N], mask[G, N]) -> scalar`.
         rank_weight, lm_weight: weights of the two terms; `lm_weight=0` trains a ranker only.
-        temperature: divides teacher scores before ListNet's softmax (teacher logits are often wide).
+        temperature: divides teacher scores before ListNet's softmax; 1 by default, since the decoder
+            learns raw teacher scores (log-odds), not the [0, 1] labels of `ListNetLoss` (0.1).
     """
 
     def __init__(

@@ -14,17 +14,31 @@ with labels scaled to [0, 1] per query, temperature 1 would make the target almo
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from rankdistill.training.losses.base import LOSSES, GroupedLoss
 
 
+def listnet(
+    scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Cross-entropy between the teacher's `softmax(targets / temperature)` and the student's top-one
+    distributions over each padded group [groups, size], averaged over groups of two or more documents
+    (KL divergence up to the teacher's entropy, a constant). The one ListNet of the encoder and decoder
+    losses; no default temperature, since the right one depends on the scale of the labels."""
+    neg = torch.finfo(scores.dtype).min
+    log_p_student = torch.log_softmax(scores.masked_fill(~mask, neg), dim=-1)
+    p_teacher = torch.softmax((targets / temperature).masked_fill(~mask, neg), dim=-1)
+    per_group = -(p_teacher * log_p_student.masked_fill(~mask, 0.0)).sum(-1)
+    multi = mask.sum(-1) > 1
+    return per_group[multi].mean() if multi.any() else scores.sum() * 0.0
+
+
 class ListNetLoss(GroupedLoss):
-    """Cross-entropy between the teacher's and the student's top-one distributions over each group,
-    averaged over groups (equal to KL divergence up to the teacher's entropy, a constant)."""
+    """`listnet` over each query's candidates; temperature 0.1 (GroupedLoss) suits labels in [0, 1]."""
 
     def group_loss(self, scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return -(F.softmax(teacher, dim=0) * F.log_softmax(scores, dim=0)).sum()
+        # one group; `teacher` is already divided by the temperature
+        return listnet(scores[None], teacher[None], torch.ones_like(scores, dtype=torch.bool)[None], 1.0)
 
 
 LOSSES.register("listnet", ListNetLoss)
