@@ -54,7 +54,7 @@ def test_documents_are_flattened_to_one_line_in_every_prompt_long_or_short():
 
 def test_training_rows_break_teacher_ties_by_document_id_in_every_sampler():
     pytest.importorskip("torch")
-    from rankdistill.pipeline.stages import _sample_rows
+    from rankdistill.pipeline.stages.labels import _sample_rows
     from rankdistill.teachers.base import PointwiseLabel
     from rankdistill.training.data import pairs_from_teacher_run, pick_rows
     from rankdistill.training.decoder import examples_from_scores

@@ -242,7 +242,7 @@ def test_load_config_errors(tmp_path: Path) -> None:
 
 def test_rerank_tail_keeps_first_stage_order_below() -> None:
     from rankdistill.data.types import Run
-    from rankdistill.pipeline.stages import _with_tail
+    from rankdistill.pipeline.stages.evaluate import _with_tail
 
     first = Run({"q": {"a": 9.0, "b": 8.0, "c": 7.0, "d": 6.0}})
     reranked = Run({"q": {"a": 0.1, "b": 0.9}})  # reranker saw the top 2 only
@@ -251,7 +251,7 @@ def test_rerank_tail_keeps_first_stage_order_below() -> None:
 
 
 def test_row_sampling_keeps_teacher_top_and_random_rest() -> None:
-    from rankdistill.pipeline.stages import _sample_rows
+    from rankdistill.pipeline.stages.labels import _sample_rows
     from rankdistill.teachers import Candidate, PointwiseLabel
 
     cands = [Candidate(q, q, f"d{i}", "text") for q in ("q1", "q2") for i in range(10)]
@@ -264,6 +264,6 @@ def test_row_sampling_keeps_teacher_top_and_random_rest() -> None:
 
 
 def test_count_parameters_from_safetensors_header(minilm_dir: Path) -> None:
-    from rankdistill.pipeline.stages import count_parameters
+    from rankdistill.pipeline.stages.common import count_parameters
 
     assert 22_000_000 < count_parameters(minilm_dir) < 23_000_000  # all-MiniLM-L6-v2: 22.7M

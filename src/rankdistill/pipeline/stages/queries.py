@@ -1,0 +1,48 @@
+"""Stage `queries`: synthetic queries an LLM writes for corpus documents (InPars), with their BM25 candidates."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rankdistill.errors import RankdistillError
+from rankdistill.pipeline.config import PipelineConfig
+from rankdistill.pipeline.runner import StageContext
+from rankdistill.pipeline.stages.common import _bm25, _dataset
+
+log = logging.getLogger(__name__)
+
+
+def run_queries(ctx: StageContext) -> dict[str, Any]:
+    """InPars: queries written by the LLM (or cut from documents) for sampled documents, with BM25 candidates."""
+    cfg: PipelineConfig = ctx.config
+    if cfg.queries.method == "none":
+        (ctx.out / "none").write_text("queries.method is none: no synthetic queries\n")
+        return {"queries": 0}
+    from rankdistill.data.beir import corpus_path
+    from rankdistill.teachers.querygen import generate_synthetic_queries
+    from rankdistill.teachers.querygen.pipeline import LLM_METHODS
+
+    ds = _dataset(ctx)
+    qcfg = cfg.queries.querygen_config(cfg.seed)
+    llm = None
+    if qcfg.method in LLM_METHODS:
+        from rankdistill.llm import load_llm
+
+        llm = load_llm(cfg.queries.llm)
+    try:
+        result = generate_synthetic_queries(
+            ds.corpus, qcfg, llm=llm, out_dir=ctx.out, retriever=_bm25(ctx), corpus_file=corpus_path(ds.path)
+        )
+    finally:
+        if llm is not None:
+            llm.close()
+    if not result.queries:
+        raise RankdistillError(f"no synthetic query survived cleaning and filtering: {result.stats}")
+    stats = result.stats
+    return {
+        k: stats[k] for k in ("queries", "raw_queries", "sampled_documents", "seconds_total") if k in stats
+    }
+
+
+# -- labels -------------------------------------------------------------------------------------------
