@@ -43,7 +43,7 @@ def run_cmd(
     Stages whose inputs and settings have not changed since the last run in the same folder are skipped;
     a failed stage keeps the earlier stages' outputs, and running again resumes from it."""
     from rankdistill.pipeline.config import check_dataset, load_config
-    from rankdistill.pipeline.runner import StageError
+    from rankdistill.pipeline.runner import StageError, running_stage
     from rankdistill.pipeline.stages import build_pipeline, run_pipeline
 
     cfg = load_config(config, [*(overrides or []), *([f"dataset.data_dir={data_dir}"] if data_dir else [])])
@@ -57,12 +57,12 @@ def run_cmd(
         return
 
     from rankdistill.cli.app import app_state
-    from rankdistill.cli.supervise import is_child, run_dir_status_reader, supervise
+    from rankdistill.cli.supervise import is_child, supervise
 
     if app_state.argv is not None and not is_child():
         # the stages run in a child process, so a native crash in one of them is reported, not silent
         folder = Path(run_dir or cfg.resolved_run_dir)
-        code = supervise(app_state.argv, run_dir_status_reader(folder))
+        code = supervise(app_state.argv, lambda: running_stage(folder))
         if code:
             raise typer.Exit(code)
         return

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 CHILD_ENV = "RANKDISTILL_SUPERVISED"
 
@@ -85,12 +84,3 @@ def supervise(argv: list[str], where: Callable[[], str | None], what: str = "run
         file=sys.stderr,
     )
     return 128 - code
-
-
-def run_dir_status_reader(run_dir: Path) -> Callable[[], str | None]:
-    def where() -> str | None:
-        from rankdistill.pipeline.runner import running_stage
-
-        return running_stage(run_dir)
-
-    return where

@@ -84,17 +84,18 @@ def load_cpu_backend() -> str:
         ggml = _ggml_library(lib_dir)
         if ggml.ggml_backend_reg_count() == 0:
             ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
-        if not mapped_cpu_backend():
+        chosen = mapped_cpu_backend()
+        info = cpu_info()
+        if not chosen:
             # ggml scored every variant against this CPU's CPUID and none fits
-            info = cpu_info()
             raise RankdistillError(
                 f"llama.cpp has no CPU backend for this CPU ({info.model}): the variants in {lib_dir} "
                 f"({', '.join(_variant_name(p) for p in variants)}) need at least AVX2 (x86-64-v3). Use an "
                 "OpenAI-compatible server on another machine (openai:URL) or the transformers backend (hf:MODEL)."
             )
-        _loaded = mapped_cpu_backend() or "unknown"
-        log.info("llama.cpp CPU backend: %s (for %s)", _loaded, cpu_info().model)
-        return _loaded
+        _loaded = chosen
+        log.info("llama.cpp CPU backend: %s (for %s)", chosen, info.model)
+        return chosen
 
 
 def _ggml_library(lib_dir: Path) -> ctypes.CDLL:
