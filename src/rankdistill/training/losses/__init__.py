@@ -2,9 +2,9 @@
 `loss = Loss(model, **args)`; `loss(inputs, labels) -> scalar`; combine with `CombinedLoss` or `build_loss`.
 
 rankdistill adds what sentence-transformers lacks (InRanker's logit-pair MSE, soft BCE on teacher
-probabilities, the Term Control Layer's auxiliary loss, ListNet and MarginMSE with a teacher temperature
-on grouped batches) and exposes sentence-transformers' own CrossEncoder losses (MSE, MarginMSE, RankNet, BCE,
-LambdaLoss) under the same names (MarginMSE's as `st_margin_mse`).
+probabilities, the Term Control Layer's auxiliary loss, and on grouped batches (one query's candidates a
+row) ListNet and MarginMSE with a teacher temperature, RankNet and PListMLE on the teacher's order) and
+exposes sentence-transformers' own pair-row CrossEncoder losses (MSE, BCE, MarginMSE as `st_margin_mse`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from rankdistill.training.losses.combined import CombinedLoss
 from rankdistill.training.losses.inranker_mse import InRankerMSELoss
 from rankdistill.training.losses.listnet import ListNetLoss
 from rankdistill.training.losses.margin_mse import MarginMSELoss
+from rankdistill.training.losses.plistmle import PListMLELoss
+from rankdistill.training.losses.ranknet import RankNetLoss
 from rankdistill.training.losses.soft_bce import SoftBCELoss
 from rankdistill.training.losses.term_control import TermControlLoss
 
@@ -36,9 +38,7 @@ LossFactory = Callable[..., nn.Module]
 for _name, _cls in {
     "mse": "MSELoss",
     "st_margin_mse": "MarginMSELoss",  # (query, positive, negative...) columns
-    "ranknet": "RankNetLoss",
     "bce": "BinaryCrossEntropyLoss",
-    "lambda": "LambdaLoss",
 }.items():
     LOSSES.register(_name, f"sentence_transformers.cross_encoder.losses:{_cls}")
 del _name, _cls
@@ -90,7 +90,9 @@ __all__ = [
     "LOSSES",
     "ListNetLoss",
     "MarginMSELoss",
+    "PListMLELoss",
     "PairForward",
+    "RankNetLoss",
     "SoftBCELoss",
     "TermControlLoss",
     "build_loss",

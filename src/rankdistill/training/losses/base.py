@@ -27,7 +27,16 @@ LOSSES = Registry(
     "loss",
     modules=tuple(
         f"rankdistill.training.losses.{m}"
-        for m in ("inranker_mse", "listnet", "margin_mse", "soft_bce", "term_control", "joint")
+        for m in (
+            "inranker_mse",
+            "listnet",
+            "margin_mse",
+            "plistmle",
+            "ranknet",
+            "soft_bce",
+            "term_control",
+            "joint",
+        )
     ),
 )
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rankdistill.training.losses.base import LOSSES
 from rankdistill.training.losses.listnet import listnet
+from rankdistill.training.losses.plistmle import plistmle
+from rankdistill.training.losses.ranknet import ranknet
 
 RankLossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -33,21 +34,17 @@ def pointwise_mse(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
     return (diff * diff).mean()
 
 
-def ranknet(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """RankNet: -log sigmoid(s_i - s_j) for every pair of one group the teacher orders i above j."""
-    prefer = (targets.unsqueeze(2) > targets.unsqueeze(1)) & mask.unsqueeze(2) & mask.unsqueeze(1)
-    if not prefer.any():  # all teacher scores tied: nothing to learn from order
-        return scores.sum() * 0.0
-    diff = scores.unsqueeze(2) - scores.unsqueeze(1)
-    return F.softplus(-diff[prefer]).mean()
-
-
 def _listnet(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """ListNet at temperature 1 (JointRankLMLoss passes its own temperature)."""
     return listnet(scores, targets, mask, 1.0)
 
 
-RANK_LOSSES: dict[str, RankLossFn] = {"mse": pointwise_mse, "ranknet": ranknet, "listnet": _listnet}
+RANK_LOSSES: dict[str, RankLossFn] = {
+    "mse": pointwise_mse,
+    "ranknet": ranknet,
+    "listnet": _listnet,
+    "plistmle": plistmle,
+}
 
 
 class JointRankLMLoss(nn.Module):
@@ -55,7 +52,7 @@ class JointRankLMLoss(nn.Module):
 
     Args:
         model: a `rankdistill.students.decoder.DecoderStudent`.
-        rank_loss: "mse" (pointwise), "ranknet" (pairwise) or "listnet" (listwise), or a callable
+        rank_loss: "mse" (pointwise), "ranknet" (pairwise), "listnet" or "plistmle" (listwise), or a callable
             `(scores[G, N], teacher[G, N], mask[G, N]) -> scalar`.
         rank_weight, lm_weight: weights of the two terms; `lm_weight=0` trains a ranker only.
         temperature: divides teacher scores before ListNet's softmax; 1 by default, since the decoder
