@@ -124,3 +124,37 @@ def test_one_formatter_of_pydantic_errors():
         validate_config(_Answer, {"score": 7}, "cfg.yaml", "answer")
     with pytest.raises(DataError, match="invalid evaluation results: "):
         parse_results({"unexpected": 1})
+
+
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_dev_evaluator_and_reranker_score_a_student_alike(minilm_dir, tmp_path, num_labels):
+    """The dev nDCG during training and the report's test nDCG score pairs through one path
+    (`students.encoder.score_pairs`): the same student and pairs give the same scores. Long documents
+    past the 24-token window, batches of different sizes (padding) and a 2-logit head make any
+    difference in window, truncation, padding or activation show."""
+    from rankdistill.data.types import Qrels
+    from rankdistill.inference.reranker import Reranker
+    from rankdistill.students import load_encoder_student, save_student
+    from rankdistill.training.evaluator import RerankingEvaluator
+
+    model = load_encoder_student(minilm_dir, num_labels=num_labels, max_length=24, seed=1)
+    folder = save_student(model, tmp_path / "student")
+    queries = {"q1": "vitamin C deficiency causes scurvy in sailors on long voyages", "q2": "moon and tides"}
+    docs = {
+        "d1": "Scurvy is a disease resulting from a lack of vitamin C (ascorbic acid). " * 4,
+        "d2": "The tides are caused by the gravitational pull of the moon.",
+        "d3": "Python is a programming language.",
+        "d4": "Citrus fruits prevent the disease by supplying ascorbic acid. " * 3,
+        "d5": "moon",
+    }
+    candidates = Run({q: {d: float(-i) for i, d in enumerate(docs)} for q in queries})
+    qrels = Qrels({"q1": {"d1": 1, "d4": 1}, "q2": {"d2": 1}})
+    evaluator = RerankingEvaluator(queries, candidates, docs, qrels, k=10, batch_size=3)
+    model.train()
+    dev_run, _ = evaluator.rerank(model)
+    assert model.training  # training goes on with dropout after a dev evaluation
+    reranker = Reranker.load(folder, backend="torch", dtype="fp32", batch_size=2)
+    for qid, query in queries.items():
+        ids = list(docs)
+        test_scores = reranker.score([(query, docs[d]) for d in ids])
+        assert [dev_run[qid][d] for d in ids] == pytest.approx(test_scores, abs=1e-5)

@@ -76,6 +76,38 @@ def test_rerank_many_equals_separate_calls(fp32_reranker):
     assert fp32_reranker.rerank(QUERY, []) == []
 
 
+def test_rerank_run_with_a_reranker_scores_each_query_as_rerank_does(fp32_reranker):
+    """`rerank_run` is the one way to rerank a run, for teachers and for a Reranker's `score_requests`
+    (queries share scoring passes); a document the corpus lacks is skipped and counted in "skip" mode."""
+    from rankdistill.data.types import Corpus, Queries, Run
+    from rankdistill.teachers.base import rerank_run
+
+    corpus = Corpus([Document(id=f"d{i}", text=t) for i, t in enumerate(DOCS)])
+    queries = Queries({"a": QUERY, "b": "moon tides", "c": "programming"})
+    first = Run({q: {f"d{i}": float(-i) for i in range(len(DOCS))} for q in queries}, name="bm25")
+    first.scores["a"]["gone"] = 0.5  # in the top 4 of query a
+    stats = {}
+    out = rerank_run(
+        fp32_reranker.score_requests,
+        queries,
+        corpus,
+        first,
+        4,
+        missing="skip",
+        queries_per_pass=2,
+        show_progress=False,
+        stats=stats,
+    )
+    assert out.name == "bm25-reranked"
+    assert stats == {"queries": 3, "pairs": 11, "missing_queries": 0, "missing_docs": 1}
+    for qid in queries:
+        ids = [d for d, _ in first.ranked(qid, 4) if d in corpus]
+        expected = fp32_reranker.rerank(queries[qid], [corpus[d] for d in ids], ids=ids)
+        assert [(r.id, r.score) for r in expected] == [
+            (d, pytest.approx(s, abs=1e-5)) for d, s in out.ranked(qid)
+        ]
+
+
 @pytest.mark.parametrize("bf16", ["0", "1"], ids=["cpu-without-bf16", "cpu-with-bf16"])
 def test_auto_dtype_follows_cpu_and_stays_close(cross_encoder_dir, fp32_reranker, monkeypatch, bf16):
     from rankdistill.hardware import BF16_ENV

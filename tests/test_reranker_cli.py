@@ -71,6 +71,24 @@ def test_rerank_command_rescores_a_trec_run(cross_encoder_dir, data_dir, tmp_pat
     assert out.read_text().split("\n")[0].endswith(" student")
 
 
+def test_rerank_command_refuses_a_run_of_another_corpus(cross_encoder_dir, data_dir, tmp_path):
+    """Unknown document ids are skipped one by one, but a run none of whose documents is in the corpus
+    was made on another corpus: an error naming one, not an empty run and exit status 0."""
+    from rankdistill.data.datasets import load_dataset
+
+    qids = list(load_dataset("scifact", data_dir=data_dir).split_queries("test"))[:2]
+    first = Run({q: {"MED-1": 2.0, "MED-2": 1.0} for q in qids}, name="nfcorpus")
+    run_in = write_run(first, tmp_path / "nfcorpus.trec", tag="bm25")
+    out = tmp_path / "out.trec"
+    args = ["rerank", "--model", str(cross_encoder_dir), "--dataset", "scifact", "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(app, [*args, "--run", str(run_in), "--out", str(out), "--dtype", "fp32"])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "not in the corpus" in message and f"query {qids[0]!r} doc 'MED-1'" in message
+    assert "another corpus" in message
+    assert not out.exists()
+
+
 def test_rerank_command_reports_a_bad_run_file(cross_encoder_dir, data_dir, tmp_path):
     bad = tmp_path / "bad.trec"
     bad.write_text("1 Q0 doc 1\n")

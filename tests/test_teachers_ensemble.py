@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rankdistill.data.types import Corpus, Document, Queries, Run
+from rankdistill.errors import DataError
 from rankdistill.labels import LabelStore, label_run
 from rankdistill.teachers import (
     EnsembleTeacher,
@@ -78,6 +79,27 @@ def test_rerank_run_and_depth():
     assert set(out["q1"]) == {"d1", "d3", "d2"}  # d4 is below depth 3
     assert out.ranked("q1")[0][0] == "d3"  # "rain", "fall", "from", "clouds" all in d3
     assert out["q2"]["d2"] == pytest.approx(2 / 3)
+
+
+def test_rerank_run_missing_documents_raise_or_are_skipped():
+    """A run's document id that the corpus lacks: an error naming query and document by default (teachers,
+    labelling), skipped and counted with missing="skip" (the CLI); nothing known at all is always an error."""
+    stale = Run(
+        {"q1": {"d1": 3.0, "gone": 2.5, "d3": 2.0}, "q2": {"d2": 5.0}, "q9": {"d4": 1.0}}, name="stale"
+    )
+    with pytest.raises(DataError, match=r"1 document id\(s\) of run 'stale'.*query 'q1' doc 'gone'"):
+        rerank_run(OverlapTeacher(), QUERIES, CORPUS, stale, depth=3, show_progress=False)
+    stats = {}
+    out = rerank_run(
+        OverlapTeacher(), QUERIES, CORPUS, stale, depth=3, missing="skip", show_progress=False, stats=stats
+    )
+    assert set(out["q1"]) == {"d1", "d3"} and set(out["q2"]) == {"d2"} and "q9" not in out
+    assert stats == {"queries": 2, "pairs": 3, "missing_queries": 1, "missing_docs": 1}
+    other_corpus = Run({"q1": {"x1": 1.0, "x2": 0.5}}, name="other")
+    with pytest.raises(DataError, match="another corpus"):
+        rerank_run(OverlapTeacher(), QUERIES, CORPUS, other_corpus, missing="skip", show_progress=False)
+    with pytest.raises(ValueError, match="missing must be one of"):
+        rerank_run(OverlapTeacher(), QUERIES, CORPUS, RUN, missing="ignore", show_progress=False)
 
 
 def test_fusions():

@@ -49,8 +49,8 @@ def rerank_cmd(
     _check_choices(backend, long_docs)
     from rankdistill.data.datasets import load_dataset
     from rankdistill.data.trec import read_run, write_run
-    from rankdistill.inference.rerank_run import rerank_run
     from rankdistill.inference.reranker import Reranker
+    from rankdistill.teachers.base import rerank_run
 
     ds = load_dataset(dataset, data_dir=data_dir)
     first = read_run(run)
@@ -59,7 +59,18 @@ def rerank_cmd(
         model, backend=backend, dtype=dtype, threads=threads, batch_size=batch_size, long_docs=long_docs
     )
     t0 = time.perf_counter()
-    reranked, stats = rerank_run(reranker, first, queries, ds.corpus, top_k=top_k, show_progress=True)
+    stats: dict[str, int] = {}
+    # a document id the corpus lacks is skipped with a warning (counted below); none known at all is an error
+    reranked = rerank_run(
+        reranker.score_requests,
+        queries,
+        ds.corpus,
+        first,
+        top_k,
+        missing="skip",
+        show_progress=True,
+        stats=stats,
+    )
     write_run(reranked, out, tag=tag)
     seconds = time.perf_counter() - t0
     skipped = (

@@ -19,6 +19,7 @@ import numpy as np
 
 from rankdistill.errors import RankdistillError, require
 from rankdistill.hardware import cpu_info, pick_dtype
+from rankdistill.students.encoder import TorchForward
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,11 @@ class TorchBackend:
         if self.dtype != torch.float32:
             head_in_fp32(model)
         self.num_labels = int(model.config.num_labels)
+        self._forward = TorchForward(self.model, device)
         self.dtype_name = str(self.dtype).replace("torch.", "")
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
-        torch = self.torch
-        feeds = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-        if token_type_ids is not None:
-            feeds["token_type_ids"] = torch.from_numpy(token_type_ids)
-        with torch.inference_mode():
-            feeds = {k: v.to(self.device) for k, v in feeds.items()}
-            logits = self.model(**feeds).logits
-        return logits.float().cpu().numpy()
+        return self._forward(input_ids, attention_mask, token_type_ids)
 
 
 def head_in_fp32(model: Any) -> None:

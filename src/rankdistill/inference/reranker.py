@@ -4,7 +4,8 @@ Speed comes from doing as little as possible per call: the model, tokenizer and 
 `load()`; each call tokenises all its pairs in one batched (Rust) tokenizer call, sorts them by length so
 each batch is padded only to its own longest pair, and runs the model under `torch.inference_mode()` in
 bf16 on CPUs with native bf16 (fp32 otherwise), or through ONNX Runtime when that was exported and
-measured faster (`rankdistill export --onnx`).
+measured faster (`rankdistill export --onnx`). Tokenising, batching and turning logits into scores is
+`rankdistill.students.encoder.score_pairs`, which the training dev evaluator uses too.
 
 Exact top-k with bf16 speed (the default when bf16 is chosen automatically): `rerank`/`rerank_many` score
 every pair in bf16, then rescore in fp32 (a second fp32 copy of the weights, loaded once) only the
@@ -32,18 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rankdistill.errors import RankdistillError
 from rankdistill.inference.backends import OnnxBackend, TorchBackend, measured_backend
 from rankdistill.inference.rescore import rescore_top_k
 from rankdistill.registry import UnknownNameError
+from rankdistill.students.encoder import LONG_DOC_POLICIES, score_pairs
 from rankdistill.students.metadata import METADATA_FILE, STUDENT_TYPES, read_metadata
-from rankdistill.utils import batched, progress, split_sizes
+from rankdistill.utils import split_sizes
 
 log = logging.getLogger(__name__)
 
-LONG_DOC_POLICIES = ("truncate", "maxp")
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 # bf16 top-k candidates within this much of the k-th best bf16 score are rescored in fp32: about 4x the
 # largest bf16-vs-fp32 logit difference measured on scifact BM25 top-100 (0.026), the bound needing 2x.
@@ -174,8 +173,6 @@ class Reranker:
                 f"{path}: the model has {self.num_labels} outputs; a reranker needs 1 (a relevance logit) "
                 "or 2 (false/true logits, InRanker style)"
             )
-        self._use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         if rescore_margin < 0 or rescore_top_k < 1:
             raise ValueError(
                 f"rescore_margin must be >= 0 and rescore_top_k >= 1; got {rescore_margin}, {rescore_top_k}"
@@ -316,71 +313,18 @@ class Reranker:
         return self._score_with(backend, pairs, long_docs, batch_size, show_progress)
 
     def _score_with(self, backend, pairs, long_docs, batch_size, show_progress) -> list[float]:
-        if not pairs:
-            return []
-        policy = long_docs or self.long_docs
-        if policy not in LONG_DOC_POLICIES:
-            raise ValueError(f"long_docs must be one of {LONG_DOC_POLICIES}, got {policy!r}")
-        queries = [q for q, _ in pairs]
-        docs = [_doc_text(d) for _, d in pairs]
-        encoded, owner = self._tokenize(queries, docs, policy)
-        logits = self._run(backend, encoded, batch_size or self.batch_size, show_progress)
-        scores = logits[:, 0] if self.num_labels == 1 else logits[:, 1] - logits[:, 0]
-        if owner is None:
-            return scores.astype(float).tolist()
-        best = np.full(len(pairs), -np.inf)
-        np.maximum.at(best, owner, scores)  # MaxP: a document scores as its best passage
-        return best.astype(float).tolist()
-
-    def _tokenize(self, queries: list[str], docs: list[str], policy: str):
-        """Token ids of every pair in one batched tokenizer call, and for "maxp" the pair each passage
-        belongs to. No padding here: batches are padded later, each to its own longest member."""
-        tok = self.tokenizer
-        common = {
-            "add_special_tokens": True,
-            "return_attention_mask": False,
-            "return_token_type_ids": self._use_token_types,
-        }
-        if policy == "truncate":
-            enc = tok(queries, docs, truncation="longest_first", max_length=self.max_length, **common)
-            return enc, None
-        # MaxP: the document overflows into passages; the query must leave room, so cut long queries first.
-        limit = max(1, self.max_length // 2)
-        q_ids = tok(queries, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-        queries = [
-            q if len(ids) <= limit else tok.decode(ids[:limit]) for q, ids in zip(queries, q_ids, strict=True)
-        ]
-        enc = tok(
-            queries,
-            docs,
-            truncation="only_second",
+        # the encoder students' one scoring path (the training dev evaluator uses it too)
+        scores = score_pairs(
+            backend,
+            self.tokenizer,
+            [(q, _doc_text(d)) for q, d in pairs],
             max_length=self.max_length,
-            stride=min(self.passage_stride, limit // 2),
-            return_overflowing_tokens=True,
-            **common,
+            batch_size=batch_size or self.batch_size,
+            long_docs=long_docs or self.long_docs,
+            passage_stride=self.passage_stride,
+            show_progress=show_progress,
         )
-        return enc, np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-
-    def _run(self, backend, encoded, batch_size: int, show_progress: bool) -> np.ndarray:
-        ids: list[list[int]] = encoded["input_ids"]
-        types: list[list[int]] | None = encoded.get("token_type_ids") if self._use_token_types else None
-        order = np.argsort([len(x) for x in ids], kind="stable")[::-1]  # longest first: memory peaks early
-        out = np.empty((len(ids), self.num_labels), dtype=np.float32)
-        batches = list(batched(order.tolist(), batch_size))
-        bar = progress(batches, total=len(batches), desc="scoring", unit="batch", disable=not show_progress)
-        for idx in bar:
-            width = len(ids[idx[0]])
-            input_ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            token_types = np.zeros((len(idx), width), dtype=np.int64) if types is not None else None
-            for row, i in enumerate(idx):
-                n = len(ids[i])
-                input_ids[row, :n] = ids[i]
-                mask[row, :n] = 1
-                if token_types is not None:
-                    token_types[row, :n] = types[i]
-            out[idx] = backend(input_ids, mask, token_types)
-        return out
+        return scores.tolist()
 
     # ---------------------------------------------------------------- ranking
     def rerank(
@@ -596,8 +540,21 @@ class StudentReranker(Reranker):
             return []
         if not callable(getattr(self.student, "explain", None)):
             return super().explain(query, documents)
-        reasons = self.student.explain(query, texts, max_new_tokens=self.explain_tokens)
-        return [{"type": "reasoning", "reasoning": r if isinstance(r, str) else str(r)} for r in reasons]
+        from rankdistill.students.decoder import parse_explanation
+
+        reasons = [str(r) for r in self.student.explain(query, texts, max_new_tokens=self.explain_tokens)]
+        # "relevance": the grade the text ends with ("... Relevance: 2"), None when it states none
+        return [{"type": "reasoning", "reasoning": r, "relevance": parse_explanation(r)[1]} for r in reasons]
+
+    def compare(self, query: str, document_a: Any, document_b: Any) -> dict[str, Any]:
+        """Which of two documents the student says is more relevant ("A", "B", or None when its text
+        names neither) and why: comparison reasoning, for a student trained on it (the decoder)."""
+        if not callable(getattr(self.student, "compare", None)):
+            raise RankdistillError(f"{self.path}: the {self.student_type} student does not write comparisons")
+        out = self.student.compare(
+            query, _doc_text(document_a), _doc_text(document_b), max_new_tokens=self.explain_tokens
+        )
+        return {"type": "comparison", **out.to_dict()}
 
     def info(self) -> dict[str, Any]:
         return {

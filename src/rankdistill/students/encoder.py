@@ -7,18 +7,23 @@ plus `rankdistill.json`, the metadata `rankdistill.inference.Reranker.load` read
 
 Scores: with `num_labels=1` (the default) the score of a pair is the single logit (log-odds of
 relevance; `sigmoid(logit)` is the probability); with `num_labels=2` the logits are (false, true) as
-InRanker's monoT5 and the score is `logit[1] - logit[0]`.
+InRanker's monoT5 and the score is `logit[1] - logit[0]`. `score_pairs` is the one place pairs become
+scores, in training (dev metrics) and in `rankdistill.inference.Reranker` alike.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rankdistill.errors import RankdistillError
 from rankdistill.models import resolve_model
 from rankdistill.students.metadata import STUDENT_TYPES, read_metadata, write_metadata
+from rankdistill.utils import batched, progress
 
 log = logging.getLogger(__name__)
 
@@ -134,24 +139,155 @@ def load_student(path: str | Path, device: str | None = "cpu", max_length: int |
     return model
 
 
-def student_scores(model, pairs: list[tuple[str, str]], batch_size: int = 64, show_progress: bool = False):
-    """Ranking scores of (query, document) pairs: raw logits (1 label) or true - false (2 labels)."""
-    import numpy as np
-    from torch import nn
+#: what to do with a pair longer than the window: cut it, or score the document's best passage (MaxP)
+LONG_DOC_POLICIES = ("truncate", "maxp")
 
-    # raw logits: a sigmoid would squash large scores into ties at 1.0
-    logits = model.predict(
-        pairs,
-        batch_size=batch_size,
-        activation_fn=nn.Identity(),
-        apply_softmax=False,
-        show_progress_bar=show_progress,
-        convert_to_numpy=True,
+
+def score_pairs(
+    forward: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_length: int,
+    batch_size: int = 32,
+    long_docs: str = "truncate",
+    passage_stride: int = 64,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Ranking scores of (query, document text) pairs with a cross-encoder run by `forward` (token ids,
+    attention mask, token type ids or None in; logits out: a torch model, ONNX Runtime, ...).
+
+    The one scoring path of encoder students: the training dev evaluator (`student_scores`) and
+    `rankdistill.inference.Reranker` both call it, so dev and test metrics score a model identically
+    (same truncation, padding and score). Scores are raw logits (1 output) or true - false (2 outputs):
+    a sigmoid would squash large scores into ties at 1.0.
+    `long_docs`: "truncate" cuts the pair to `max_length` tokens, the document losing tokens first (the
+    query only when it alone is over half the window); "maxp" splits the document into overlapping
+    passages that fit beside the query (`passage_stride` tokens of overlap) and keeps the best passage.
+    """
+    if long_docs not in LONG_DOC_POLICIES:
+        raise ValueError(f"long_docs must be one of {LONG_DOC_POLICIES}, got {long_docs!r}")
+    if not pairs:
+        return np.zeros(0, dtype=np.float64)
+    encoded, owner = _tokenize(
+        tokenizer, [q for q, _ in pairs], [d for _, d in pairs], max_length, long_docs, passage_stride
     )
-    logits = np.asarray(logits, dtype=np.float32)
-    if logits.ndim == 1:
-        return logits
-    return logits[:, 1] - logits[:, 0]
+    logits = _run_batches(forward, tokenizer, encoded, batch_size, show_progress)
+    if logits.shape[1] not in (1, 2):
+        raise RankdistillError(
+            f"the model has {logits.shape[1]} outputs; a reranker needs 1 (a relevance logit) "
+            "or 2 (false/true logits, InRanker style)"
+        )
+    scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+    if owner is None:
+        return scores.astype(np.float64)
+    best = np.full(len(pairs), -np.inf)
+    np.maximum.at(best, owner, scores)  # MaxP: a document scores as its best passage
+    return best
+
+
+def _tokenize(tokenizer, queries: list[str], docs: list[str], max_length: int, policy: str, stride: int):
+    """Token ids of every pair in one batched tokenizer call, and for "maxp" the pair each passage
+    belongs to. No padding here: batches are padded later, each to its own longest member."""
+    common = {
+        "add_special_tokens": True,
+        "return_attention_mask": False,
+        "return_token_type_ids": _uses_token_types(tokenizer),
+    }
+    if policy == "truncate":
+        return tokenizer(queries, docs, truncation="longest_first", max_length=max_length, **common), None
+    # MaxP: the document overflows into passages; the query must leave room, so cut long queries first.
+    limit = max(1, max_length // 2)
+    q_ids = tokenizer(queries, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    queries = [
+        q if len(ids) <= limit else tokenizer.decode(ids[:limit])
+        for q, ids in zip(queries, q_ids, strict=True)
+    ]
+    enc = tokenizer(
+        queries,
+        docs,
+        truncation="only_second",
+        max_length=max_length,
+        stride=min(stride, limit // 2),
+        return_overflowing_tokens=True,
+        **common,
+    )
+    return enc, np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+
+
+def _uses_token_types(tokenizer) -> bool:
+    return "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+
+
+def _run_batches(forward, tokenizer, encoded, batch_size: int, show_progress: bool) -> np.ndarray:
+    """Logits of every encoded pair, longest first (memory peaks early), each batch padded to its own
+    longest pair."""
+    ids: list[list[int]] = encoded["input_ids"]
+    types = encoded.get("token_type_ids") if _uses_token_types(tokenizer) else None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = np.argsort([len(x) for x in ids], kind="stable")[::-1]
+    out: np.ndarray | None = None
+    batches = list(batched(order.tolist(), batch_size))
+    bar = progress(batches, total=len(batches), desc="scoring", unit="batch", disable=not show_progress)
+    for idx in bar:
+        width = len(ids[idx[0]])
+        input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        token_types = np.zeros((len(idx), width), dtype=np.int64) if types is not None else None
+        for row, i in enumerate(idx):
+            n = len(ids[i])
+            input_ids[row, :n] = ids[i]
+            mask[row, :n] = 1
+            if token_types is not None:
+                token_types[row, :n] = types[i]
+        logits = np.asarray(forward(input_ids, mask, token_types), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(ids), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    assert out is not None
+    return out
+
+
+class TorchForward:
+    """`score_pairs`'s `forward` for a transformers sequence-classification model held in memory."""
+
+    def __init__(self, model: Any, device: Any = None):
+        import torch
+
+        self.torch = torch
+        self.model = model
+        self.device = device if device is not None else next(model.parameters()).device
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
+        torch = self.torch
+        feeds = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
+        if token_type_ids is not None:
+            feeds["token_type_ids"] = torch.from_numpy(token_type_ids)
+        with torch.inference_mode():
+            feeds = {k: v.to(self.device) for k, v in feeds.items()}
+            logits = self.model(**feeds).logits
+        return logits.float().cpu().numpy()
+
+
+def student_scores(
+    model, pairs: Sequence[tuple[str, str]], batch_size: int = 64, show_progress: bool = False
+) -> np.ndarray:
+    """Scores of (query, document) pairs with an in-memory student (a `CrossEncoder`, e.g. during
+    training), through `score_pairs` like a saved student's `Reranker`; the model's train/eval mode is
+    restored afterwards (dropout is off while scoring)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return score_pairs(
+            TorchForward(model.model),
+            model.tokenizer,
+            pairs,
+            max_length=int(model.max_seq_length),
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
+    finally:
+        model.train(was_training)
 
 
 STUDENT_TYPES.register(

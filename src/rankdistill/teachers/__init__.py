@@ -27,11 +27,13 @@ from typing import Any
 from rankdistill.llm import load_llm
 from rankdistill.registry import UnknownNameError
 from rankdistill.teachers.base import (
+    MISSING_DOCS,
     TEACHERS,
     Candidate,
     PairScorer,
     PointwiseLabel,
     PointwiseTeacher,
+    RequestScorer,
     direct_scorer,
     rerank_run,
     run_candidates,
@@ -119,10 +121,12 @@ __all__ = [
     "CrossEncoderTeacher",
     "EnsembleTeacher",
     "FirstStageTeacher",
+    "MISSING_DOCS",
     "PairScorer",
     "PointwiseLabel",
     "PointwiseTeacher",
     "QueryLikelihoodTeacher",
+    "RequestScorer",
     "TEACHERS",
     "TrueFalseTeacher",
     "direct_scorer",

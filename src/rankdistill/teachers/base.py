@@ -7,8 +7,9 @@ The teacher's `identity()` goes into every label key, so changing any setting ne
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from rankdistill.data.types import Corpus, Queries, Run
 from rankdistill.errors import DataError
 from rankdistill.registry import Registry
 from rankdistill.utils import batched, progress
+
+log = logging.getLogger(__name__)
 
 #: pointwise teacher types by name (`load_teacher` and the spec parser look them up): each registers its
 #: class, or a function of the config's fields, at the bottom of its module. The registration also says
@@ -138,25 +141,50 @@ def direct_scorer(batch_size: int | None = None, show_progress: bool = True) -> 
     return score
 
 
+#: what `run_candidates` / `rerank_run` do with a document id of the run that the corpus lacks
+MISSING_DOCS = ("error", "skip")
+
+
 def run_candidates(
-    queries: Queries | dict[str, str], corpus: Corpus, run: Run, depth: int | None = 20
+    queries: Queries | Mapping[str, str],
+    corpus: Corpus,
+    run: Run,
+    depth: int | None = 20,
+    *,
+    missing: str = "error",
+    stats: dict[str, int] | None = None,
 ) -> list[Candidate]:
-    """The top-`depth` candidates of each query of `run` that is in `queries`, in rank order."""
+    """The top-`depth` candidates of each query of `run` that is in `queries`, in rank order; queries of
+    the run that `queries` lacks are left out (a run often covers more than one split).
+
+    A document id of the run that the corpus lacks is a user data error (a stale run, another corpus):
+    `missing="error"` raises naming the query and document; `missing="skip"` drops it with a warning (a
+    user's run file reranked by the CLI), and still raises when no document at all is in the corpus.
+    `stats`, when given, receives counts: queries, pairs, missing_queries, missing_docs."""
+    if missing not in MISSING_DOCS:
+        raise ValueError(f"missing must be one of {MISSING_DOCS}, got {missing!r}")
     candidates: list[Candidate] = []
-    missing_docs: list[str] = []
-    for qid in run.query_ids:
-        if qid not in queries:
-            continue
+    missing_docs: list[tuple[str, str]] = []
+    qids = [q for q in run.query_ids if q in queries]
+    for qid in qids:
         for doc_id, first in run.ranked(qid, depth):
             doc = corpus.get(doc_id)
             if doc is None:
-                missing_docs.append(doc_id)
+                missing_docs.append((qid, doc_id))
                 continue
             candidates.append(Candidate(qid, queries[qid], doc_id, doc.full_text, float(first)))
     if missing_docs:
-        raise DataError(
-            f"{len(missing_docs)} document id(s) of the run are not in the corpus "
-            f"(first: {missing_docs[:3]}); was the run made on another corpus?"
+        first_few = ", ".join(f"query {q!r} doc {d!r}" for q, d in missing_docs[:3])
+        what = f"{len(missing_docs)} document id(s) of run {run.name!r} are not in the corpus (first: {first_few})"
+        if missing == "error" or not candidates:
+            raise DataError(f"{what}; was the run made on another corpus?")
+        log.warning("%s; skipped", what)
+    if stats is not None:
+        stats.update(
+            queries=len(qids),
+            pairs=len(candidates),
+            missing_queries=len(run) - len(qids),
+            missing_docs=len(missing_docs),
         )
     return candidates
 
@@ -175,24 +203,48 @@ def labels_to_run(
     return Run(scores, name=name)
 
 
+#: scores of (query, documents) requests, one list per request, in order: `Reranker.score_requests`
+RequestScorer = Callable[[list[tuple[str, list[str]]]], list[list[float]]]
+
+
 def rerank_run(
-    teacher: PointwiseTeacher,
-    queries: Queries | dict[str, str],
+    ranker: PointwiseTeacher | RequestScorer,
+    queries: Queries | Mapping[str, str],
     corpus: Corpus,
     run: Run,
     depth: int | None = 20,
     *,
+    missing: str = "error",
     batch_size: int | None = None,
     scorer: PairScorer | None = None,
+    queries_per_pass: int = 8,
     show_progress: bool = True,
+    name: str | None = None,
+    stats: dict[str, int] | None = None,
 ) -> Run:
-    """Rerank the top-`depth` documents of each query of `run` by the teacher's scores.
+    """Rerank the top-`depth` documents of each query of `run` (documents below `depth` are dropped).
 
-    Without `scorer` the teacher is called directly; pass `rankdistill.labels.store_scorer(store)` (or use
-    `rankdistill.labels.label_run`) to cache labels in a label store and resume after a crash.
-    Documents below `depth` are dropped from the returned run.
+    `ranker` is a teacher, whose labels are computed directly or through `scorer` (pass
+    `rankdistill.labels.store_scorer(store)`, or use `rankdistill.labels.label_run`, to cache them in a
+    label store), or a `RequestScorer` such as a `Reranker`'s `score_requests`, called with
+    `queries_per_pass` queries at a time so batches stay full. `missing` and `stats`: see
+    `run_candidates`. The run is named `name`, else the teacher's name or "<run>-reranked".
     """
-    candidates = run_candidates(queries, corpus, run, depth)
-    scorer = scorer or direct_scorer(batch_size, show_progress)
-    labels = teacher.label_candidates(candidates, scorer)
-    return labels_to_run(labels, candidates, name=teacher.name)
+    candidates = run_candidates(queries, corpus, run, depth, missing=missing, stats=stats)
+    if isinstance(ranker, PointwiseTeacher):
+        labels = ranker.label_candidates(candidates, scorer or direct_scorer(batch_size, show_progress))
+        return labels_to_run(labels, candidates, name=name or ranker.name)
+    out = Run({}, name=name or f"{run.name}-reranked")
+    by_query: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        by_query.setdefault(c.query_id, []).append(c)
+    groups = list(by_query.values())
+    with progress(total=len(groups), desc="reranking", unit="query", disable=not show_progress) as bar:
+        for chunk in batched(groups, queries_per_pass):
+            scores = ranker([(group[0].query, [c.doc for c in group]) for group in chunk])
+            for group, group_scores in zip(chunk, scores, strict=True):
+                out.scores[group[0].query_id] = {
+                    c.doc_id: float(s) for c, s in zip(group, group_scores, strict=True)
+                }
+            bar.update(len(chunk))
+    return out

@@ -54,9 +54,8 @@ class RerankingEvaluator(BaseEvaluator):
         keys = [(q, d) for q in self.candidates.query_ids for d, _ in self.candidates.ranked(q)]
         pairs = [(self.queries[q], self.documents[d]) for q, d in keys]
         start = time.perf_counter()
-        was_training = model.training
+        # the Reranker's scoring path, so this dev metric and the report's test metric score alike
         scores = student_scores(model, pairs, batch_size=self.batch_size)
-        model.train(was_training)
         elapsed = max(time.perf_counter() - start, 1e-9)
         run: dict[str, dict[str, float]] = {}
         for (q, d), s in zip(keys, scores, strict=True):
