@@ -7,6 +7,7 @@ this module chooses what to label, keys it and runs it resumably through the sto
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rankdistill.data.types import Document, Run
@@ -14,17 +15,37 @@ from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.runner import LabelJob, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
+from rankdistill.teachers.listwise import ListwiseLabel
 from rankdistill.teachers.prompts import truncate_words
 from rankdistill.teachers.reasoning import ReasoningTeacher, comparison_windows
 
+REASONING_TYPES = ("explicit", "comparison", "both")
 
-def label_reasoning(
+
+@dataclass
+class ReasoningLabels:
+    """What one reasoning labelling run produced: each query's permutation, the (job, value) of every
+    explicit and comparison label (failures included, with their attempts), and the summary."""
+
+    listwise: list[ListwiseLabel]
+    explicit: list[tuple[LabelJob, dict[str, Any]]]
+    comparison: list[tuple[LabelJob, dict[str, Any]]]
+    summary: dict[str, Any]
+
+
+def label_reasoning(llm: LLM, store: Any, queries, corpus, run, **options: Any) -> dict[str, Any]:
+    """`reasoning_labels` in the call every LLM-taught label kind shares (see `LABEL_KINDS`): the summary."""
+    return reasoning_labels(llm, store, queries, corpus, run, **options).summary
+
+
+def reasoning_labels(
     llm: LLM,
     store: Any,
     queries: Mapping[str, str],
     corpus: Mapping[str, Document],
     run: Run,
     *,
+    types: str = "both",
     explicit_depth: int = 10,
     comparison_depth: int = 10,
     comparison_window: int = 5,
@@ -36,7 +57,7 @@ def label_reasoning(
     seed: int = 0,
     limit: int | None = None,
     show_progress: bool = True,
-) -> dict[str, Any]:
+) -> ReasoningLabels:
     """Reasoning labels for the queries of `queries` with candidates in `run` (the first `limit`):
 
     1. the listwise permutation of each query (`label_listwise` with the `listwise` settings, reusing
@@ -45,8 +66,11 @@ def label_reasoning(
     3. comparison reasoning over its top `comparison_depth` documents, in windows of
        `comparison_window` that overlap by one, each tied to the permutation's order.
 
-    Each label is one record of kind "reasoning"; resumable like every labelling run. Returns a summary.
+    `types` ("explicit", "comparison" or "both") says which of 2 and 3 to make. Each label is one record
+    of kind "reasoning"; resumable like every labelling run.
     """
+    if types not in REASONING_TYPES:
+        raise ValueError(f"reasoning types {types!r}; expected one of {REASONING_TYPES}")
     lw_settings = dict(listwise or {})
     lw_settings.setdefault("seed", seed)
     lw_settings.setdefault("constrained", constrained)
@@ -69,11 +93,16 @@ def label_reasoning(
 
     explicit_jobs, comparison_jobs = [], []
     for lab in labels:
+        if types == "comparison":
+            break
         for d in lab.permutation[:explicit_depth]:
             key = LabelStore.key(
                 {**identity, "type": "explicit"}, teacher.explicit_prompt.identity(), lab.query, text[d]
             )
             explicit_jobs.append(LabelJob(key, (lab.query, text[d]), lab.query_id, [d], lab.query))
+    for lab in labels:
+        if types == "explicit":
+            break
         top = lab.permutation[:comparison_depth]
         for lo, hi in comparison_windows(len(top), comparison_window):
             ids = top[lo:hi]
@@ -124,11 +153,19 @@ def label_reasoning(
         unit="window",
         **common,
     )
-    return {
+    explicit = [(j, ex.values[j.key]) for j in explicit_jobs]
+    comparison = [(j, cp.values[j.key]) for j in comparison_jobs]
+    summary = {
         "listwise": lw_summary,
-        "explicit": _reasoning_summary([ex.values[j.key] for j in explicit_jobs], ex.stats),
-        "comparison": _reasoning_summary([cp.values[j.key] for j in comparison_jobs], cp.stats),
+        "explicit": _reasoning_summary([v for _, v in explicit], ex.stats),
+        "comparison": _reasoning_summary([v for _, v in comparison], cp.stats),
     }
+    return ReasoningLabels(labels, explicit, comparison, summary)
+
+
+def explicit_target(value: Mapping[str, Any]) -> str:
+    """The text a student learns to write for one document: the teacher's reasoning, then its verdict."""
+    return f"{value['reasoning']} Relevance: {value['relevance']}"
 
 
 def _reasoning_summary(values: list[dict], stats: Any) -> dict[str, Any]:
@@ -167,7 +204,7 @@ def reasoning_targets(store: Any, corpus: Mapping[str, Document] | None = None) 
             "doc_ids": rec.doc_ids,
         }
         if v.get("type") == "explicit":
-            example["target"] = f"{v['reasoning']} Relevance: {v['relevance']}"
+            example["target"] = explicit_target(v)
         else:
             first = int(v.get("first_rank", 1))
             example["target"] = "\n".join(

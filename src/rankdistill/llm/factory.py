@@ -63,22 +63,43 @@ def parse_llm_spec(spec: str) -> LLMConfig:
     return LLMConfig(backend=name, **options)
 
 
-def load_llm(spec: str | dict | LLMConfig | LLM, **overrides: Any) -> LLM:
-    """Build an LLM from a spec; keyword overrides win over the spec's options. An LLM passes through."""
-    if isinstance(spec, LLM):
+def llm_config(spec: str | dict | LLMConfig) -> LLMConfig:
+    """The config a spec stands for, checked without loading anything (what `run --check` can afford)."""
+    if isinstance(spec, LLMConfig):
         return spec
     if isinstance(spec, str):
-        cfg = parse_llm_spec(spec)
-    elif isinstance(spec, LLMConfig):
-        cfg = spec
-    elif isinstance(spec, dict):
+        return parse_llm_spec(spec)
+    if isinstance(spec, dict):
         try:
-            cfg = LLMConfig.model_validate(spec)
+            return LLMConfig.model_validate(spec)
         except ValidationError as exc:
             raise RankdistillError(
                 f"invalid LLM config {spec!r}: expected 'backend' one of {', '.join(LLM_BACKENDS.names())} "
                 f"and a 'model'; {exc}"
             ) from None
-    else:
+    raise TypeError(f"an LLM spec is a string, dict or LLMConfig, not {type(spec).__name__}")
+
+
+def context_window(spec: str | dict | LLMConfig) -> int | None:
+    """The context window (tokens) a spec will load with, when it can be known without loading: the
+    spec's own `n_ctx` or `max_length`, else the backend's default `n_ctx`. None when only the model
+    knows (transformers' position limit, a server's setting)."""
+    import inspect
+
+    cfg = llm_config(spec)
+    options = cfg.options()
+    for key in ("n_ctx", "max_length"):
+        if isinstance(options.get(key), int):
+            return int(options[key])
+    default = inspect.signature(LLM_BACKENDS.get(cfg.backend).__init__).parameters.get("n_ctx")
+    return default.default if default is not None and isinstance(default.default, int) else None
+
+
+def load_llm(spec: str | dict | LLMConfig | LLM, **overrides: Any) -> LLM:
+    """Build an LLM from a spec; keyword overrides win over the spec's options. An LLM passes through."""
+    if isinstance(spec, LLM):
+        return spec
+    if not isinstance(spec, (str, dict, LLMConfig)):
         raise TypeError(f"load_llm takes a string, dict, LLMConfig or LLM, not {type(spec).__name__}")
+    cfg = llm_config(spec)
     return LLM_BACKENDS.get(cfg.backend).from_config(cfg.model, **{**cfg.options(), **overrides})

@@ -95,10 +95,62 @@ class RaySection(_Strict):
     num_gpus_per_actor: float = Field(default=0.0, ge=0)
 
 
-class LabelsSection(_Strict):
-    """Teacher labels of the training queries' BM25 candidates, kept in the run's SQLite label store."""
+class ListwiseSection(_Strict):
+    """How each training query's candidates are ordered (`labels.kind: listwise` or `reasoning`).
 
+    `ranker: llm` asks `labels.llm` for a permutation: in one pass over the top_k and bottom_k of the top
+    `labels.depth` BM25 candidates (RRADistill; the ones it leaves out become hard negatives) or by
+    RankGPT's sliding window over all of them. `ranker: teacher` orders the same lists by `labels.teacher`'s
+    scores: a listwise signal without an LLM, or with a better teacher than the LLM at hand."""
+
+    ranker: Literal["llm", "teacher"] = "llm"
+    method: Literal["one_pass", "sliding_window"] = "one_pass"
+    window: int = Field(default=20, ge=2)
+    step: int = Field(default=10, ge=1)
+    top_k: int = Field(default=10, ge=1)
+    bottom_k: int = Field(default=10, ge=0)
+    max_passage_words: int | None = Field(default=100, ge=8)
+    constrained: bool | None = None  # JSON-schema output where the backend can (None: if it can)
+
+    @model_validator(mode="after")
+    def _window(self) -> ListwiseSection:
+        if self.step >= self.window:
+            raise ValueError(f"step {self.step} must be smaller than window {self.window}")
+        return self
+
+
+class ReasoningSection(_Strict):
+    """ReasoningRank's labels (`labels.kind: reasoning`): explicit reasoning for the top documents of each
+    query's permutation, comparison reasoning over windows of it, or both."""
+
+    types: Literal["explicit", "comparison", "both"] = "both"
+    explicit_depth: int = Field(default=10, ge=1)
+    comparison_depth: int = Field(default=10, ge=2)
+    comparison_window: int = Field(default=5, ge=2)
+    max_retries: int = Field(default=2, ge=0)
+    max_passage_words: int | None = Field(default=150, ge=8)
+
+
+class LabelsSection(_Strict):
+    """Teacher labels of the training queries' BM25 candidates, kept in the run's SQLite label store.
+
+    `kind: pointwise` (InRanker): `teacher` scores each candidate. `kind: listwise` (RRADistill): a
+    permutation of each query's candidates (see `listwise`), trained on as rank targets. `kind: reasoning`
+    (ReasoningRank): the permutation plus the LLM's explicit and comparison reasoning, for a decoder
+    student that explains."""
+
+    kind: Literal["pointwise", "listwise", "reasoning"] = "pointwise"
     teacher: str | dict[str, Any] = "bm25+minilm"
+    # the LLM of listwise and reasoning labels (any backend: llama.cpp, transformers, OpenAI-compatible)
+    llm: str | dict[str, Any] | None = None
+    listwise: ListwiseSection = Field(default_factory=ListwiseSection)
+    reasoning: ReasoningSection = Field(default_factory=ReasoningSection)
+    # listwise/reasoning: each row's target is (1 - w) x its rank target + w x the pointwise teacher's
+    # min-max score (0: the permutation alone; the pointwise teacher then runs only as the fallback)
+    pointwise_weight: float = Field(default=0.0, ge=0, le=1)
+    # a query whose permutation failed (the LLM placed none of its documents): train on its pointwise
+    # labels instead, or leave it out; either way the labels summary counts it
+    fallback: Literal["pointwise", "drop"] = "pointwise"
     depth: int = Field(default=20, ge=1)
     backend: Literal["local", "ray"] = "local"
     batch_size: int | None = Field(default=None, ge=1)
@@ -115,6 +167,77 @@ class LabelsSection(_Strict):
 
         teacher_config(spec)  # parses without loading any model; raises ValueError naming the problem
         return spec
+
+    @field_validator("llm")
+    @classmethod
+    def _llm_spec(cls, spec):
+        if spec is not None:
+            from rankdistill.llm.factory import llm_config
+
+            try:
+                llm_config(spec)  # parses without loading the model
+            except RankdistillError as exc:
+                raise ValueError(str(exc)) from None
+        return spec
+
+    @property
+    def needs_llm(self) -> bool:
+        return self.kind == "reasoning" or (self.kind == "listwise" and self.listwise.ranker == "llm")
+
+    @property
+    def needs_pointwise(self) -> bool:
+        """Whether the pointwise teacher runs: pointwise labels, or what listwise rows fall back to or mix in."""
+        return (
+            self.kind == "pointwise"
+            or self.listwise.ranker == "teacher"
+            or self.pointwise_weight > 0
+            or self.fallback == "pointwise"
+        )
+
+    @property
+    def list_size(self) -> int:
+        """How many passages one listwise prompt shows."""
+        lw = self.listwise
+        if lw.method == "one_pass":
+            return min(self.depth, lw.top_k + lw.bottom_k)
+        return min(self.depth, lw.window)
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> LabelsSection:
+        if self.needs_llm and self.llm is None:
+            what = "reasoning labels" if self.kind == "reasoning" else "listwise labels with ranker: llm"
+            raise ValueError(
+                f"llm: {what} need an LLM that generates (e.g. llm: llamacpp:gemma3-270m, "
+                "openai:http://127.0.0.1:8000/v1#model)"
+                + (
+                    "; or set listwise.ranker: teacher to order by labels.teacher"
+                    if self.kind == "listwise"
+                    else ""
+                )
+            )
+        if self.kind == "reasoning" and self.reasoning.explicit_depth > self.depth:
+            raise ValueError(
+                f"reasoning.explicit_depth {self.reasoning.explicit_depth} is more than depth {self.depth}"
+            )
+        if self.needs_llm:
+            from rankdistill.llm.factory import context_window
+
+            n_ctx = context_window(self.llm)
+            words = self.listwise.max_passage_words or 300
+            # ~1.4 tokens a word plus the passage's "[12] " marker, instructions, and the answer
+            need = int(self.list_size * (words * 1.4 + 6) + 120 + 6 * self.list_size + 24)
+            if n_ctx is not None and need > n_ctx:
+                key = (
+                    "listwise.window"
+                    if self.listwise.method == "sliding_window"
+                    else "listwise.top_k/bottom_k"
+                )
+                raise ValueError(
+                    f"{key}: {self.list_size} passages of up to {words} words need about {need} tokens, more "
+                    f"than the LLM's context window of {n_ctx}; show fewer passages, lower "
+                    "listwise.max_passage_words, or load the LLM with a larger n_ctx"
+                )
+        return self
 
 
 class TrainSection(BaseModel):

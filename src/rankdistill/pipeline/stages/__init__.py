@@ -8,6 +8,7 @@ calls the layer that does the work (no stage re-implements one):
     bm25/       eval_candidates.trec (top bm25.k), train_candidates.trec       rankdistill.retrieval
     queries/    a BEIR folder of synthetic queries with BM25 candidates        rankdistill.teachers.querygen
     labels/     train_queries.jsonl, synthetic.jsonl: (query, document, label) rankdistill.labels (+ ray)
+                rows; for kind reasoning also <phase>.comparisons.jsonl
     train/      student/ (the trained model folder), train_config.json        rankdistill.training
     evaluate/   metrics.json, runs/{bm25,teacher,student}.trec                 rankdistill.evaluation, .inference
     report/     report.md, report.html, figures/ (also copied to the run folder) rankdistill.report
@@ -65,12 +66,7 @@ def build_stages() -> list[Stage]:
             "labels",
             run_labels,
             lambda c: {
-                "teacher": c.labels.teacher,
-                "depth": c.labels.depth,
-                "target": c.labels.target,
-                "batch_size": c.labels.batch_size,
-                "per_query": c.labels.per_query,
-                "top": c.labels.top,
+                **c.labels.model_dump(mode="json", exclude={"backend", "ray"}),
                 "seed": c.seed,
             },
             after=("data", "bm25", "queries"),
@@ -141,6 +137,7 @@ def run_pipeline(
     try:
         return pipeline.run(from_stage=from_stage, until=until, on_event=on_event)
     finally:
-        teacher = pipeline.shared.get("teacher")
-        if teacher is not None:
-            teacher.close()
+        for name in ("teacher", "llm"):
+            model = pipeline.shared.get(name)
+            if model is not None:
+                model.close()

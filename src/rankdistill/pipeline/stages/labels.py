@@ -114,38 +114,53 @@ def _sample_rows(
     return keep
 
 
+def _pointwise(ctx: StageContext, candidates: list, target: str) -> tuple[list, list[Any]]:
+    """The pointwise teacher's labels of `candidates` and their training targets."""
+    labels = label_with_backend(ctx, candidates)
+    return labels, _targets(candidates, labels, target)
+
+
 def run_labels(ctx: StageContext) -> dict[str, Any]:
-    """Teacher labels for the top labels.depth BM25 candidates of every training query."""
+    """Teacher labels for the top labels.depth BM25 candidates of every training query: scores
+    (`labels.kind: pointwise`), permutations (listwise), or permutations and reasoning (reasoning)."""
     from rankdistill.teachers import run_candidates
 
     cfg: PipelineConfig = ctx.config
     corpus = _dataset(ctx).corpus
-    summary: dict[str, Any] = {"teacher": _teacher(ctx).name, "backend": cfg.labels.backend}
+    summary: dict[str, Any] = {"kind": cfg.labels.kind, "backend": cfg.labels.backend}
+    if cfg.labels.needs_pointwise:
+        summary["teacher"] = _teacher(ctx).name
     for phase, queries, run in _query_sets(ctx):
         candidates = run_candidates(queries, corpus, run, cfg.labels.depth)
         t0 = time.perf_counter()
-        labels = label_with_backend(ctx, candidates)
-        targets = _targets(candidates, labels, cfg.labels.target)
-        keep = _sample_rows(candidates, labels, cfg.labels.per_query, cfg.labels.top, cfg.seed)
-        rows = (
-            {
-                "query_id": c.query_id,
-                "query": c.query,
-                "doc_id": c.doc_id,
-                "document": c.doc,
-                "label": t,
-                "teacher_score": float(lab.score),
-            }
-            for i, (c, lab, t) in enumerate(zip(candidates, labels, targets, strict=True))
-            if keep is None or i in keep
-        )
+        if cfg.labels.kind == "pointwise":
+            labels, targets = _pointwise(ctx, candidates, cfg.labels.target)
+            keep = _sample_rows(candidates, labels, cfg.labels.per_query, cfg.labels.top, cfg.seed)
+            rows = [
+                {
+                    "query_id": c.query_id,
+                    "query": c.query,
+                    "doc_id": c.doc_id,
+                    "document": c.doc,
+                    "label": t,
+                    "teacher_score": float(lab.score),
+                }
+                for i, (c, lab, t) in enumerate(zip(candidates, labels, targets, strict=True))
+                if keep is None or i in keep
+            ]
+            phase_summary: dict[str, Any] = {}
+        else:
+            from rankdistill.pipeline.stages.listwise import listwise_rows
+
+            rows, comparisons, phase_summary = listwise_rows(ctx, queries, run, candidates)
+            if comparisons is not None:
+                write_jsonl(ctx.out / f"{phase}.comparisons.jsonl", comparisons)
+                phase_summary["comparison_rows"] = len(comparisons)
         n = write_jsonl(ctx.out / f"{phase}.jsonl", rows)
         summary[phase] = {
-            "queries": len({c.query_id for c in candidates}),
+            "queries": len({r["query_id"] for r in rows}),
             "pairs": n,
             "seconds": round(time.perf_counter() - t0, 3),
+            **phase_summary,
         }
     return summary
-
-
-# -- train --------------------------------------------------------------------------------------------
