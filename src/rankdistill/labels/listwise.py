@@ -2,7 +2,7 @@
 
 The teacher (`rankdistill.teachers.listwise`) says what a listwise label is; this module decides which
 queries to label, keys each label by the teacher, its prompt and the texts as shown, and runs the jobs
-through the store's resumable runner."""
+through the store's resumable runner, in this process or on an executor such as Ray's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rankdistill.data.types import Document, Run
-from rankdistill.labels.runner import LabelJob, run_jobs
+from rankdistill.labels.runner import BatchExecutor, LabelJob, RemoteCompute, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
 from rankdistill.teachers.listwise import ListwiseLabel, ListwiseTeacher, summarize
@@ -41,6 +41,13 @@ def listwise_jobs(
     return jobs
 
 
+def listwise_compute(llm: LLM, **settings: Any):
+    """A `RemoteCompute` factory: the teacher's identity and its compute function (one stored value per
+    `ListwiseItem`), for `ListwiseTeacher(llm, **settings)`."""
+    teacher = ListwiseTeacher(llm, **settings)
+    return teacher.identity(), lambda items: [lab.to_value() for lab in teacher.rank(items)]
+
+
 def label_listwise(
     llm: LLM,
     store: Any,
@@ -60,31 +67,40 @@ def label_listwise(
     seed: int = 0,
     limit: int | None = None,
     show_progress: bool = True,
+    executor: BatchExecutor | None = None,
 ) -> tuple[list[ListwiseLabel], dict[str, Any]]:
     """Label every query of `queries` that has candidates in `run` (the first `limit` of them), one
     listwise label per query in the label store. Resumable: stored labels are skipped and each batch of
     `batch_size` queries is committed whole. Returns the labels of all those queries (stored earlier or
-    now) and a summary: counts, LLM calls and tokens per query, parse-repair rates."""
-    teacher = ListwiseTeacher(
-        llm,
-        method=method,
-        window=window,
-        step=step,
-        depth=depth,
-        top_k=top_k,
-        bottom_k=bottom_k,
-        max_passage_words=max_passage_words,
-        constrained=constrained,
-        seed=seed,
-    )
+    now) and a summary: counts, LLM calls and tokens per query, parse-repair rates.
+
+    `executor` (default: this process) computes the batches, e.g. a
+    `rankdistill.labels.ray_backend.RayExecutor`, whose workers load their own LLM from its spec; `llm`
+    then only supplies the identity that keys the labels (the executor's `llm` stand-in does, without
+    loading the model here). Same keys and values either way."""
+    settings = {
+        "method": method,
+        "window": window,
+        "step": step,
+        "depth": depth,
+        "top_k": top_k,
+        "bottom_k": bottom_k,
+        "max_passage_words": max_passage_words,
+        "constrained": constrained,
+        "seed": seed,
+    }
+    identity, compute = listwise_compute(llm, **settings)
+    teacher = ListwiseTeacher(llm, **settings)
     jobs = listwise_jobs(teacher, queries, corpus, run, limit)
     result = run_jobs(
         store,
         jobs,
-        lambda items: [lab.to_value() for lab in teacher.rank(items)],
+        compute,
+        executor=executor,
+        remote=RemoteCompute(listwise_compute, settings),
         kind="listwise",
         teacher_name=f"{teacher.name}-{method}",
-        teacher_identity=teacher.identity(),
+        teacher_identity=identity,
         batch_size=batch_size,
         desc=f"listwise labels ({method})",
         unit="query",

@@ -1,4 +1,5 @@
-"""Teacher labelling on Ray: Ray Data over an actor pool, each actor holding one teacher.
+"""Teacher labelling on Ray: pointwise teachers on Ray Data over an actor pool, each actor holding one
+teacher; listwise and reasoning labelling on a pool of actors each holding one LLM (`RayExecutor`).
 
 The driver does what the single-process runner (`rankdistill.labels.runner.run_jobs`) does, except
 computing: it builds the same label keys, cuts the same fixed batches over the full job list, skips
@@ -13,20 +14,36 @@ Works the same on a laptop (`ray.init()` starts a local instance) and on a clust
 `ray://head:10001`, with `num_gpus_per_actor=1` so each actor owns a GPU and, for LLM teachers, a vLLM
 or transformers backend). Actors rebuild the teacher from its spec (string or dict), so the spec must
 name models the workers can load (a path on shared storage, a hub name, or an OpenAI-compatible URL).
+
+Listwise and reasoning labels (`label_listwise`, `reasoning_labels`) take a `RayExecutor` as their
+`executor`: `rankdistill.labels.runner.run_jobs` keeps the keys, the fixed batches and the commits in the
+driver, and each batch goes whole, in one actor call, to an `LLMWorker`. A worker loads the LLM once from
+its spec (`rankdistill.llm.load_llm`: the config's `labels.llm`, a string or dict, so it must name a model
+every worker can load) and keeps it for all the tasks of the executor's life: the permutations, then the
+explicit and the comparison reasoning of one reasoning run, without loading the model again (an actor
+pool of Ray Data lives one dataset only). It builds each task's teacher from the task's
+`RemoteCompute` recipe and refuses to compute when that teacher's identity differs from the one the
+driver keyed the labels with. The driver needs no model of its own: `RayExecutor.llm` stands in for it
+with the identity a worker reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rankdistill.errors import require
-from rankdistill.labels.runner import RunStats
+from rankdistill.errors import RankdistillError, require
+from rankdistill.hardware import THREADS_ENV
+from rankdistill.labels.runner import BatchFailed, Compute, RemoteCompute, RunStats
 from rankdistill.labels.store import LabelRecord, LabelStore
+from rankdistill.llm.base import LLM
 from rankdistill.teachers import PointwiseLabel, PointwiseTeacher, load_teacher
 from rankdistill.teachers.base import Candidate
 from rankdistill.utils import progress, stable_hash
@@ -223,3 +240,196 @@ def label_candidates_ray(
     if getattr(teacher, "depends_on_candidates", False):
         store_fused_labels(store, teacher, candidates, labels)
     return labels
+
+
+# -- LLM-taught labels (listwise, reasoning) -------------------------------------------------------------
+
+
+def _describe(llm: Any) -> dict[str, Any]:
+    """What the driver needs of an LLM to key labels: what teachers read of it without generating."""
+    n_ctx = getattr(llm, "n_ctx", None)
+    return {
+        "backend": llm.backend,
+        "identity": llm.identity(),
+        "n_ctx": n_ctx if isinstance(n_ctx, int) else None,
+        "supports_json_schema": bool(getattr(llm, "supports_json_schema", False)),
+    }
+
+
+class LLMWorker:
+    """A Ray actor holding one LLM, loaded once from its spec, and the compute functions built on it.
+
+    `compute(remote, identity, payloads)` computes one whole batch with the teacher `remote` builds (built
+    on first use, then kept) and returns (values, seconds); it raises when that teacher's identity is not
+    `identity`, the one the driver keyed the labels with (another model file, context window, backend)."""
+
+    def __init__(self, llm_spec: str | Mapping[str, Any], threads: int | None = None):
+        if threads:
+            os.environ[THREADS_ENV] = str(int(threads))  # the backends' default thread count: our CPUs
+        from rankdistill.llm import load_llm
+
+        self.llm = load_llm(llm_spec if isinstance(llm_spec, str) else dict(llm_spec))
+        self.computes: dict[str, Compute] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return _describe(self.llm)
+
+    def compute(
+        self, remote: RemoteCompute, identity: dict[str, Any], payloads: list[Any]
+    ) -> tuple[list[Any], float]:
+        key = stable_hash(
+            {
+                "factory": f"{remote.factory.__module__}.{remote.factory.__qualname__}",
+                "options": remote.options,
+            }
+        )
+        if key not in self.computes:
+            got, fn = remote.build(self.llm)
+            if stable_hash(got) != stable_hash(identity):
+                raise RankdistillError(
+                    f"the teacher on this Ray worker is not the one the labels are keyed by: {got!r} here, "
+                    f"{identity!r} in the driver; every worker must load the same model with the same settings"
+                )
+            self.computes[key] = fn
+        t0 = time.perf_counter()
+        out = list(self.computes[key](payloads))
+        return out, time.perf_counter() - t0
+
+
+class RemoteLLM(LLM):
+    """Stands in, in the driver, for the LLM the Ray workers hold: the backend, identity, context window
+    and JSON-schema support a worker reported, which is all a teacher reads to key its labels. It never
+    generates: the workers do."""
+
+    def __init__(self, info: Mapping[str, Any]):
+        self.backend = str(info["backend"])
+        self._identity = dict(info["identity"])
+        self.n_ctx = info.get("n_ctx")
+        self.supports_json_schema = bool(info.get("supports_json_schema", False))
+
+    def identity(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._identity))
+
+    def _remote_only(self, *args: Any, **kwargs: Any):
+        raise RankdistillError(
+            f"the {self.backend} LLM runs on the Ray workers; this stand-in only keys labels "
+            "(give the labelling function the RayExecutor as its executor)"
+        )
+
+    generate = _remote_only  # type: ignore[assignment]
+    score_continuations = _remote_only  # type: ignore[assignment]
+    next_token_logits = _remote_only  # type: ignore[assignment]
+
+
+class RayExecutor:
+    """A `rankdistill.labels.runner.BatchExecutor` on Ray: `options.num_actors` `LLMWorker` actors, each
+    loading the LLM of `llm_spec` once (what `rankdistill.llm.load_llm` takes: a string or dict, e.g. the
+    config's `labels.llm`; it must name a model every worker can load) and computing whole batches, one
+    actor call each, yielded as they finish so the driver commits each at once.
+
+    >>> with RayExecutor("llamacpp:gemma3-270m", RayOptions(num_actors=2)) as ex:
+    ...     labels, summary = label_listwise(ex.llm, store, queries, corpus, run, executor=ex)
+
+    Actors start on first use and live until `close()`, serving every labelling run given this executor.
+    """
+
+    def __init__(self, llm_spec: str | Mapping[str, Any], options: RayOptions | None = None):
+        if not isinstance(llm_spec, (str, Mapping)):
+            raise TypeError(
+                f"RayExecutor takes the LLM's spec (a string or dict, what load_llm takes) for its workers to "
+                f"load, not {type(llm_spec).__name__}"
+            )
+        self.llm_spec = llm_spec if isinstance(llm_spec, str) else dict(llm_spec)
+        self.options = options or RayOptions()
+        self.name = f"ray x{self.options.num_actors}"
+        self._actors: list[Any] = []
+        self._llm: RemoteLLM | None = None
+
+    def _start(self) -> list[Any]:
+        if self._actors:
+            return self._actors
+        ray = ensure_ray(self.options)
+        opts = self.options
+        actor_cls = ray.remote(LLMWorker).options(
+            num_cpus=opts.num_cpus_per_actor, num_gpus=opts.num_gpus_per_actor or None
+        )
+        threads = opts.threads_per_actor or max(1, int(opts.num_cpus_per_actor))
+        self._actors = [actor_cls.remote(self.llm_spec, threads) for _ in range(opts.num_actors)]
+        try:
+            infos = ray.get([a.describe.remote() for a in self._actors])
+        except Exception as exc:
+            self.close()
+            cause = getattr(exc, "cause", None) or exc
+            raise RankdistillError(
+                f"Ray workers could not load the LLM {self.llm_spec!r}: {type(cause).__name__}: {cause}"
+            ) from exc
+        if any(stable_hash(i) != stable_hash(infos[0]) for i in infos[1:]):
+            self.close()
+            raise RankdistillError(
+                f"Ray workers loaded different LLMs from {self.llm_spec!r}: "
+                f"{sorted({json.dumps(i, sort_keys=True) for i in infos})}"
+            )
+        self._llm = RemoteLLM(infos[0])
+        log.info("%d Ray worker(s) hold %s", len(self._actors), infos[0]["identity"])
+        return self._actors
+
+    @property
+    def llm(self) -> RemoteLLM:
+        """The workers' LLM as the driver sees it (starts the workers): give it to the labelling function
+        to key the labels, together with this executor to compute them."""
+        self._start()
+        assert self._llm is not None
+        return self._llm
+
+    def map(
+        self,
+        compute: Compute,
+        remote: RemoteCompute | None,
+        teacher_identity: dict[str, Any],
+        batches: list[list[Any]],
+    ) -> Iterator[tuple[int, list[Any], float]]:
+        if not batches:
+            return
+        if remote is None:
+            raise RankdistillError("this labelling has no RemoteCompute recipe; it can only run in-process")
+        import ray
+
+        actors = self._start()
+        queue = deque(enumerate(batches))
+        free = [a for a in actors for _ in range(2)]  # two calls per actor: its next batch waits there
+        inflight: dict[Any, tuple[int, Any]] = {}
+        try:
+            while queue or inflight:
+                while queue and free:
+                    index, payloads = queue.popleft()
+                    actor = free.pop(0)
+                    inflight[actor.compute.remote(remote, teacher_identity, payloads)] = (index, actor)
+                (ref,), _ = ray.wait(list(inflight), num_returns=1)
+                index, actor = inflight.pop(ref)
+                free.append(actor)
+                try:
+                    out, seconds = ray.get(ref)
+                except Exception as exc:
+                    cause = getattr(exc, "cause", None) or exc
+                    raise BatchFailed(index, cause, f"{type(cause).__name__}: {cause}") from exc
+                yield index, out, seconds
+        finally:
+            for ref in inflight:  # a failure or an early stop: what is still queued is not needed
+                with contextlib.suppress(Exception):  # best effort: a finished task cannot be cancelled
+                    ray.cancel(ref)
+
+    def close(self) -> None:
+        """Stop the workers (their models are freed); a later use starts new ones."""
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(actor)
+        self._actors, self._llm = [], None
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -2,7 +2,8 @@
 query's listwise permutation, comparison reasoning over windows of it, and the training targets read back.
 
 The teacher (`rankdistill.teachers.reasoning`) says what a reasoning label is and checks the answers;
-this module chooses what to label, keys it and runs it resumably through the store."""
+this module chooses what to label, keys it and runs it resumably through the store, in this process or
+on an executor such as Ray's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from rankdistill.data.types import Document, Run
 from rankdistill.labels.listwise import label_listwise
-from rankdistill.labels.runner import LabelJob, run_jobs
+from rankdistill.labels.runner import BatchExecutor, LabelJob, RemoteCompute, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
 from rankdistill.teachers.listwise import ListwiseLabel
@@ -38,6 +39,38 @@ def label_reasoning(llm: LLM, store: Any, queries, corpus, run, **options: Any) 
     return reasoning_labels(llm, store, queries, corpus, run, **options).summary
 
 
+def explicit_compute(llm: LLM, **settings: Any):
+    """A `RemoteCompute` factory: the identity of `ReasoningTeacher(llm, **settings)` and its compute
+    function for explicit reasoning, one stored value per (query, document text) payload."""
+    teacher = ReasoningTeacher(llm, **settings)
+    prompts = teacher.prompts()
+
+    def explain(payloads: list) -> list[dict]:
+        return [r.to_value(prompts=prompts) for r in teacher.explain(payloads)]
+
+    return teacher.identity(), explain
+
+
+def comparison_compute(llm: LLM, **settings: Any):
+    """A `RemoteCompute` factory: the identity of `ReasoningTeacher(llm, **settings)` and its compute
+    function for comparison reasoning, one stored value per (query, texts, doc ids, first rank) payload,
+    each judgement's window identifiers mapped to document ids."""
+    teacher = ReasoningTeacher(llm, **settings)
+    prompts = teacher.prompts()
+
+    def compare(payloads: list) -> list[dict]:
+        results = teacher.compare([(q, texts) for q, texts, _, _ in payloads])
+        out = []
+        for (_, _, ids, first_rank), r in zip(payloads, results, strict=True):
+            value = r.to_value(prompts=prompts, doc_ids=list(ids), first_rank=first_rank)
+            for c in value.get("comparisons", []):  # window identifiers -> document ids
+                c["higher_doc"], c["lower_doc"] = ids[c["higher"] - 1], ids[c["lower"] - 1]
+            out.append(value)
+        return out
+
+    return teacher.identity(), compare
+
+
 def reasoning_labels(
     llm: LLM,
     store: Any,
@@ -57,6 +90,7 @@ def reasoning_labels(
     seed: int = 0,
     limit: int | None = None,
     show_progress: bool = True,
+    executor: BatchExecutor | None = None,
 ) -> ReasoningLabels:
     """Reasoning labels for the queries of `queries` with candidates in `run` (the first `limit`):
 
@@ -68,6 +102,10 @@ def reasoning_labels(
 
     `types` ("explicit", "comparison" or "both") says which of 2 and 3 to make. Each label is one record
     of kind "reasoning"; resumable like every labelling run.
+
+    `executor` (default: this process) computes all three, e.g. a
+    `rankdistill.labels.ray_backend.RayExecutor` whose workers load their LLM once from its spec; `llm`
+    then only supplies the identity that keys the labels. Same keys and values either way.
     """
     if types not in REASONING_TYPES:
         raise ValueError(f"reasoning types {types!r}; expected one of {REASONING_TYPES}")
@@ -83,11 +121,16 @@ def reasoning_labels(
         batch_size=batch_size,
         limit=limit,
         show_progress=show_progress,
+        executor=executor,
         **lw_settings,
     )
-    teacher = ReasoningTeacher(
-        llm, max_retries=max_retries, max_passage_words=max_passage_words, constrained=constrained, seed=seed
-    )
+    settings = {
+        "max_retries": max_retries,
+        "max_passage_words": max_passage_words,
+        "constrained": constrained,
+        "seed": seed,
+    }
+    teacher = ReasoningTeacher(llm, **settings)
     identity = teacher.identity()
     text = {d: truncate_words(corpus[d].full_text, max_passage_words) for lab in labels for d in lab.doc_ids}
 
@@ -114,31 +157,21 @@ def reasoning_labels(
                 LabelJob(key, (lab.query, texts, ids, lo + 1), lab.query_id, ids, lab.query)
             )
 
-    prompts = teacher.prompts()
-
-    def explain(payloads: list) -> list[dict]:
-        return [r.to_value(prompts=prompts) for r in teacher.explain(payloads)]
-
-    def compare(payloads: list) -> list[dict]:
-        results = teacher.compare([(q, texts) for q, texts, _, _ in payloads])
-        out = []
-        for (_, _, ids, first_rank), r in zip(payloads, results, strict=True):
-            value = r.to_value(prompts=prompts, doc_ids=list(ids), first_rank=first_rank)
-            for c in value.get("comparisons", []):  # window identifiers -> document ids
-                c["higher_doc"], c["lower_doc"] = ids[c["higher"] - 1], ids[c["lower"] - 1]
-            out.append(value)
-        return out
+    _, explain = explicit_compute(llm, **settings)  # the identity is `identity`: the same teacher
+    _, compare = comparison_compute(llm, **settings)
 
     common = {
         "kind": "reasoning",
         "teacher_identity": identity,
         "batch_size": batch_size,
         "show_progress": show_progress,
+        "executor": executor,
     }
     ex = run_jobs(
         store,
         explicit_jobs,
         explain,
+        remote=RemoteCompute(explicit_compute, settings),
         teacher_name="reasoning-explicit",
         desc="explicit reasoning",
         unit="pair",
@@ -148,6 +181,7 @@ def reasoning_labels(
         store,
         comparison_jobs,
         compare,
+        remote=RemoteCompute(comparison_compute, settings),
         teacher_name="reasoning-comparison",
         desc="comparison reasoning",
         unit="window",

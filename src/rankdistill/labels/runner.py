@@ -5,6 +5,13 @@ payloads; it skips what is stored, computes the rest in batches and commits each
 transaction. Kill it at any moment and start it again: it finishes with exactly the labels an
 uninterrupted run writes. Pointwise, listwise and reasoning labelling all go through here.
 
+Who computes the batches is pluggable (a `BatchExecutor`): by default this process, in order; or, with
+`rankdistill.labels.ray_backend.RayExecutor`, Ray actors, each batch whole in one actor call. An executor
+outside this process cannot take a closure over a loaded model, so such runs also pass a
+`RemoteCompute`: a recipe (a module-level factory and its JSON settings) from which each worker builds
+the same compute function around its own LLM. Whoever computes, the driver keeps the keys, the batch
+cut and the commits, so the store ends up the same.
+
 Why batches are cut from the FULL job list (not from what is left to do): batched backends pad inputs,
 so a label can differ in the last bits with the batch it was computed in. Cutting fixed batches over
 the job list and committing each whole means a resumed run computes the same batches as an
@@ -16,9 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rankdistill.errors import RankdistillError
 from rankdistill.labels.store import LabelRecord, LabelStore
@@ -63,6 +70,72 @@ class RunResult:
         return self.values[key]
 
 
+#: computes one batch of payloads: one JSON-serialisable value per payload, in order
+Compute = Callable[[list[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class RemoteCompute:
+    """How any process rebuilds a compute function: `factory(llm, **options)` returns the teacher's
+    identity and the compute function around `llm`.
+
+    `factory` must be a module-level function (pickled by reference) and `options` plain JSON settings,
+    so a worker that loaded its own LLM from the same spec builds the same teacher. The identity lets the
+    worker prove it: an executor refuses to compute when a worker's teacher identity differs from the one
+    the driver keyed the labels with (another model file, context window or backend)."""
+
+    factory: Callable[..., tuple[dict[str, Any], Compute]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, llm: Any) -> tuple[dict[str, Any], Compute]:
+        return self.factory(llm, **self.options)
+
+
+class BatchFailed(Exception):
+    """An executor's report that computing batch `index` raised `cause`."""
+
+    def __init__(self, index: int, cause: BaseException, detail: str | None = None):
+        super().__init__(detail or f"{type(cause).__name__}: {cause}")
+        self.index, self.cause = index, cause
+
+
+class BatchExecutor(Protocol):
+    """Computes whole batches (never re-cut) and yields `(batch index, values, seconds)` as each finishes,
+    in any order; a failed batch raises `BatchFailed`. Results must be yielded lazily: the driver commits
+    each one before asking for the next, which is what makes a killed run resumable."""
+
+    name: str
+
+    def map(
+        self,
+        compute: Compute,
+        remote: RemoteCompute | None,
+        teacher_identity: dict[str, Any],
+        batches: list[list[Any]],
+    ) -> Iterator[tuple[int, list[Any], float]]: ...
+
+
+class LocalExecutor:
+    """Computes the batches in this process, one after another, with the given compute function."""
+
+    name = "local"
+
+    def map(
+        self,
+        compute: Compute,
+        remote: RemoteCompute | None,
+        teacher_identity: dict[str, Any],
+        batches: list[list[Any]],
+    ) -> Iterator[tuple[int, list[Any], float]]:
+        for index, payloads in enumerate(batches):
+            c0 = time.perf_counter()
+            try:
+                out = list(compute(payloads))
+            except Exception as exc:
+                raise BatchFailed(index, exc) from exc
+            yield index, out, time.perf_counter() - c0
+
+
 def run_jobs(
     store: LabelStore,
     jobs: Sequence[LabelJob],
@@ -75,11 +148,17 @@ def run_jobs(
     desc: str | None = None,
     unit: str = "pair",
     show_progress: bool = True,
+    executor: BatchExecutor | None = None,
+    remote: RemoteCompute | None = None,
 ) -> RunResult:
     """Compute the labels of `jobs` not yet in `store`, batch by batch, each batch committed atomically.
 
     `compute(payloads)` returns one JSON-serialisable value per payload, in order. Jobs with the same key
     are computed once. Returns every job's value (stored earlier or now) and run statistics.
+
+    `executor` computes the batches (default: `LocalExecutor`, this process with `compute`); an executor
+    outside this process builds its compute function from `remote` instead, and checks that it has
+    `teacher_identity`. Keys, batches, values and commits are the same whichever computes.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -101,26 +180,32 @@ def run_jobs(
     ]
     n_pending = sum(sum(job.key not in values for job in b) for b in pending_batches)
 
+    execute = executor or LocalExecutor()
+    where = "" if execute.name == "local" else f", {execute.name}"
     bar = progress(
         total=n_pending,
-        desc=desc or f"{kind} labels ({teacher_name})",
+        desc=desc or f"{kind} labels ({teacher_name}{where})",
         unit=unit,
         disable=None if show_progress else True,
     )
+    todos = [[job for job in batch if job.key not in values] for batch in pending_batches]
+    results = execute.map(compute, remote, teacher_identity, [[job.payload for job in t] for t in todos])
     try:
-        for batch in pending_batches:
-            todo = [job for job in batch if job.key not in values]
-            c0 = time.perf_counter()
+        while True:
             try:
-                out = list(compute([job.payload for job in todo]))
-            except Exception as exc:
+                index, out, elapsed = next(results)
+            except StopIteration:
+                break
+            except BatchFailed as exc:
+                todo = todos[exc.index]
                 first = todo[0]
                 raise RankdistillError(
                     f"labelling failed in a batch of {len(todo)} starting at query {first.query_id!r}, "
-                    f"doc(s) {list(first.doc_ids)[:3]!r}: {type(exc).__name__}: {exc}. "
+                    f"doc(s) {list(first.doc_ids)[:3]!r}: {exc}. "
                     f"{stats.cached + stats.computed} labels are stored; run again to resume."
-                ) from exc
-            elapsed = time.perf_counter() - c0
+                ) from exc.cause
+            todo = todos[index]
+            out = list(out)
             if len(out) != len(todo):
                 raise RankdistillError(
                     f"compute function returned {len(out)} values for a batch of {len(todo)}"
@@ -152,6 +237,9 @@ def run_jobs(
             stats.compute_seconds += elapsed
             bar.update(len(todo))
     finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # an executor's generator cancels what it still has in flight
         bar.close()
     stats.seconds = time.perf_counter() - t0
     if stats.computed:

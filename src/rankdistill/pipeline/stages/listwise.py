@@ -75,7 +75,9 @@ def _teacher_permutations(ctx: StageContext, queries, run: Run, scores: dict[tup
 
 
 def _llm_labels(ctx: StageContext, queries, run: Run):
-    """Permutations (and for `kind: reasoning` the reasoning labels) from the LLM, through the label store."""
+    """Permutations (and for `kind: reasoning` the reasoning labels) from the LLM, through the label store:
+    in this process, or with `labels.backend: ray` on Ray workers (`labels.ray`) that each load
+    `labels.llm` from its spec (so it must name a model every worker can load); same labels either way."""
     from rankdistill.labels import LabelStore
     from rankdistill.labels.listwise import label_listwise
     from rankdistill.labels.reasoning import reasoning_labels
@@ -94,31 +96,57 @@ def _llm_labels(ctx: StageContext, queries, run: Run):
         "seed": cfg.seed,
     }
     batch_size = cfg.labels.batch_size or 8
-    with LabelStore(ctx.run_dir / LABEL_STORE) as store:
-        if cfg.labels.kind == "listwise":
-            labels, summary = label_listwise(
-                _llm(ctx), store, queries, _dataset(ctx).corpus, run, batch_size=batch_size, **settings
-            )
-            return labels, None, {"listwise": summary}
-        rs = cfg.labels.reasoning
-        result = reasoning_labels(
-            _llm(ctx),
-            store,
-            queries,
-            _dataset(ctx).corpus,
-            run,
-            types=rs.types,
-            explicit_depth=rs.explicit_depth,
-            comparison_depth=rs.comparison_depth,
-            comparison_window=rs.comparison_window,
-            max_retries=rs.max_retries,
-            max_passage_words=rs.max_passage_words,
-            constrained=lw.constrained,
-            listwise=settings,
-            batch_size=batch_size,
-            seed=cfg.seed,
+    executor = None
+    if cfg.labels.backend == "ray":
+        from rankdistill.labels.ray_backend import RayExecutor, RayOptions
+
+        r = cfg.labels.ray
+        options = RayOptions(
+            address=r.address,
+            num_actors=r.num_actors,
+            num_cpus_per_actor=r.num_cpus_per_actor,
+            num_gpus_per_actor=r.num_gpus_per_actor,
         )
-        return result.listwise, result, result.summary
+        executor = RayExecutor(cfg.labels.llm, options)
+    try:
+        # on Ray the driver loads no model: the executor's stand-in gives the identity that keys labels
+        llm = executor.llm if executor is not None else _llm(ctx)
+        with LabelStore(ctx.run_dir / LABEL_STORE) as store:
+            if cfg.labels.kind == "listwise":
+                labels, summary = label_listwise(
+                    llm,
+                    store,
+                    queries,
+                    _dataset(ctx).corpus,
+                    run,
+                    batch_size=batch_size,
+                    executor=executor,
+                    **settings,
+                )
+                return labels, None, {"listwise": summary}
+            rs = cfg.labels.reasoning
+            result = reasoning_labels(
+                llm,
+                store,
+                queries,
+                _dataset(ctx).corpus,
+                run,
+                types=rs.types,
+                explicit_depth=rs.explicit_depth,
+                comparison_depth=rs.comparison_depth,
+                comparison_window=rs.comparison_window,
+                max_retries=rs.max_retries,
+                max_passage_words=rs.max_passage_words,
+                constrained=lw.constrained,
+                listwise=settings,
+                batch_size=batch_size,
+                seed=cfg.seed,
+                executor=executor,
+            )
+            return result.listwise, result, result.summary
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def _comparison_rows(result, corpus, seed: int) -> list[dict[str, Any]]:
