@@ -88,7 +88,7 @@ def test_collator_batches_ragged_groups(tmp_path):
 
     student = DecoderStudent.__new__(DecoderStudent)
     student.tokenizer, student.student_config = WordTokenizer(), DecoderConfig()
-    student._parts = student._template_parts()
+    student._init_templates()
     batch = DecoderCollator(student)(groups)
     assert batch["group_mask"].tolist() == [[True, True, True], [True, True, False]]
     assert batch["labels"].shape == (2, 3) and batch["input_ids"].shape[0] == 5

@@ -557,12 +557,18 @@ class StudentReranker(Reranker):
         return {"type": "comparison", **out.to_dict()}
 
     def info(self) -> dict[str, Any]:
+        import torch
+
+        weight = next(iter(self.student.parameters()), None) if hasattr(self.student, "parameters") else None
         return {
             "model": str(self.path),
             "student_type": self.student_type,
             "backend": "torch",
+            "dtype": str(weight.dtype).removeprefix("torch.") if weight is not None else None,
+            "threads": torch.get_num_threads(),
             "batch_size": self.batch_size,
             "long_docs": self.long_docs,
+            "max_length": self.max_length or None,
         }
 
     def close(self) -> None:

@@ -99,6 +99,26 @@ def _config_text(config: dict[str, Any] | str | None) -> str:
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
+def explanation_lines(results: EvaluationResults) -> list[str]:
+    """What a student that explains (the decoder) wrote, measured by the evaluate stage: one line each."""
+    lines = []
+    for s in results.systems:
+        ex = (s.model_extra or {}).get("explanations")
+        if not isinstance(ex, dict):
+            continue
+
+        def share(key: str, ex: dict = ex) -> str:
+            v = ex.get(key)
+            return f"{100 * v:.0f}%" if isinstance(v, int | float) else "–"
+
+        lines.append(
+            f"{s.name}: {share('explicit_parsed')} of {ex.get('sample', 0)} explanations end with a relevance "
+            f"verdict; {share('comparison_parsed')} of {ex.get('comparisons', 0)} comparisons name a document, "
+            f"and {share('comparison_agrees')} of those agree with the student's own scores."
+        )
+    return lines
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -138,6 +158,9 @@ def render_markdown(
     out += [f"- **{k}**: {v}" for k, v in facts if v]
     out += ["", "## Results", "", _md_table(header, rows), ""]
     out += [_system_notes_md(s) for s in results.systems if s.description]
+    explained = explanation_lines(results)
+    if explained:
+        out += ["", "## Explanations", "", *[f"- {line}" for line in explained]]
     out += ["", "## Plots", ""]
     for fig in figures:
         out += [f"### {fig.title}", "", f"![{fig.title}]({figure_dir}/{fig.name}.png)", "", fig.caption, ""]
@@ -205,6 +228,9 @@ def render_html(
         parts.append(
             "<ul>" + "".join(f"<li><b>{e(s.name)}</b>: {e(s.description)}</li>" for s in notes) + "</ul>"
         )
+    explained = explanation_lines(results)
+    if explained:
+        parts.append("<h2>Explanations</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in explained) + "</ul>")
     parts.append("<h2>Plots</h2>")
     for fig in figures:
         data = base64.b64encode(fig.png).decode("ascii")

@@ -12,6 +12,15 @@ the teacher's reasoning follows that prompt and the LM loss is taken on it (see
 `rankdistill.training.losses.joint`); scoring never generates, it runs the prompt only, batched,
 in bf16 where the CPU supports it. `explain()` generates the reasoning on request.
 
+Comparison reasoning (ReasoningRank) has its own prompt, LM target only (no score):
+
+    Query: {query}
+    Document A: {document_a}
+    Document B: {document_b}
+    More relevant:
+
+with the target " A. <why>" or " B. <why>"; `compare()` generates it and `parse_comparison` reads it.
+
 Sequences are right-padded and the score is gathered at each row's own last prompt token, so the
 score of a pair does not depend on what else is in its batch or on how long its reasoning was.
 
@@ -31,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,7 +61,17 @@ logger = logging.getLogger(__name__)
 STUDENT_TYPE = "decoder"
 HEAD_NAME = "ranking_head.safetensors"
 DEFAULT_PROMPT = "Query: {query}\nDocument: {document}\nRelevant:"
+DEFAULT_COMPARISON_PROMPT = (
+    "Query: {query}\nDocument A: {document_a}\nDocument B: {document_b}\nMore relevant:"
+)
 IGNORE_INDEX = -100
+# the explicit reasoning target ends with its verdict ("... Relevance: 2"; `labels.reasoning`)
+_VERDICT = re.compile(r"\s*Relevance:\s*(-?\d+(?:\.\d+)?)\s*\.?\s*$")
+# the comparison target starts with the letter and a mark: "A. <why>" (also "B:", "(A)", "Document B:")
+_COMPARISON = re.compile(r"^\W*(?:Document\s+)?\(?([AB])(?:[.:)]|\s*$)\s*(.*)$", re.DOTALL)
+
+
+COMPARE_FIELDS = ("query", "document_a", "document_b")
 
 
 @dataclass
@@ -60,6 +80,7 @@ class DecoderConfig:
 
     backbone: str = "gemma3-270m"  # alias, HF folder, or .gguf file, as the user gave it
     prompt: str = DEFAULT_PROMPT  # must contain {query} and {document}, in that order
+    comparison_prompt: str = DEFAULT_COMPARISON_PROMPT  # {query}, {document_a}, {document_b}, in order
     max_query_tokens: int = 32
     max_doc_tokens: int = 160
     max_reasoning_tokens: int = 64
@@ -71,9 +92,14 @@ class DecoderConfig:
     )
 
     def __post_init__(self) -> None:
-        q, d = self.prompt.find("{query}"), self.prompt.find("{document}")
-        if q < 0 or d < 0 or d < q:
-            raise ValueError(f"prompt must contain {{query}} then {{document}}, got {self.prompt!r}")
+        for name, text, fields in (
+            ("prompt", self.prompt, COMPARE_FIELDS[:1] + ("document",)),
+            ("comparison_prompt", self.comparison_prompt, COMPARE_FIELDS),
+        ):
+            at = [text.find("{" + f + "}") for f in fields]
+            if min(at) < 0 or at != sorted(at):
+                wanted = " then ".join("{" + f + "}" for f in fields)
+                raise ValueError(f"{name} must contain {wanted}, got {text!r}")
 
 
 @dataclass
@@ -97,6 +123,12 @@ def _split_backbone(name_or_path: str) -> tuple[str, str | None]:
                 f"{resolved} holds several .gguf files; name one: {[g.name for g in ggufs]}"
             )
     return str(resolved), None
+
+
+def backbone_path(name_or_path: str) -> Path:
+    """The backbone's weights on disk (a .gguf file or an HF folder), e.g. to count its parameters."""
+    folder, gguf_file = _split_backbone(name_or_path)
+    return Path(folder) / gguf_file if gguf_file else Path(folder)
 
 
 def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
@@ -130,7 +162,7 @@ class DecoderStudent(nn.Module):
         self.head.float()  # the head is tiny; keep it in fp32 whatever the backbone's dtype
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self._parts = self._template_parts()
+        self._init_templates()
 
     # ----------------------------------------------------------------------------------------- build
     @classmethod
@@ -185,8 +217,9 @@ class DecoderStudent(nn.Module):
             student.eval()
         return student
 
-    def save(self, path: str | Path, merge: bool = False) -> Path:
-        """Write the student folder; `merge=True` stores full merged weights instead of the adapter."""
+    def save(self, path: str | Path, merge: bool = False, training: dict[str, Any] | None = None) -> Path:
+        """Write the student folder; `merge=True` stores full merged weights instead of the adapter.
+        `training` (what it was trained on and how) goes into rankdistill.json."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -206,62 +239,112 @@ class DecoderStudent(nn.Module):
             "config": asdict(self.student_config),
             "hidden_size": self.head.in_features,
         }
+        if training:
+            meta["training"] = training
         write_metadata(path, meta)
         return path
 
+    def load_weights(self, path: str | Path) -> None:
+        """Take the adapter and head of a student folder saved with `save()` (a checkpoint, or a finished
+        training phase) into this student, which must have the same backbone and LoRA settings."""
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        set_peft_model_state_dict(
+            self.backbone, load_peft_weights(str(path / "adapter"), device=str(self.device))
+        )
+        self.head.load_state_dict(load_file(str(path / HEAD_NAME), device=str(self.device)))
+
     # ------------------------------------------------------------------------------------ encoding
-    def _template_parts(self) -> tuple[list[int], list[int], list[int]]:
-        """Token ids of the template's three fixed pieces. A trailing space of a piece moves onto the text
-        that follows it ("Query: " + "what" -> "Query:" + " what"), which is how the tokenizer would split
-        the joined string, instead of a lone space token."""
-        before, rest = self.student_config.prompt.split("{query}", 1)
-        between, after = rest.split("{document}", 1)
-        self._space_before = (" " if before.endswith(" ") else "", " " if between.endswith(" ") else "")
-        enc = self.tokenizer([before.rstrip(" "), between.rstrip(" "), after], add_special_tokens=False)[
-            "input_ids"
+    def _init_templates(self) -> None:
+        cfg = self.student_config
+        self._parts, self._space_before = self._template_parts(cfg.prompt, ("query", "document"))
+        self._cmp_parts, self._cmp_space = self._template_parts(cfg.comparison_prompt, COMPARE_FIELDS)
+
+    def _template_parts(self, template: str, fields: Sequence[str]) -> tuple[list[list[int]], list[str]]:
+        """Token ids of a template's fixed pieces (one more than `fields`), and the space each field's text
+        takes from the piece before it: a trailing space moves onto the text that follows ("Query: " +
+        "what" -> "Query:" + " what"), which is how the tokenizer would split the joined string."""
+        pieces, rest = [], template
+        for f in fields:
+            before, rest = rest.split("{" + f + "}", 1)
+            pieces.append(before)
+        pieces.append(rest)
+        spaces = [" " if p.endswith(" ") else "" for p in pieces[:-1]]
+        stripped = [p.rstrip(" ") for p in pieces[:-1]] + [pieces[-1]]
+        return self.tokenizer(stripped, add_special_tokens=False)["input_ids"], spaces
+
+    def _fill(
+        self, parts: list[list[int]], spaces: list[str], columns: Sequence[Sequence[str]], limits
+    ) -> list[list[int]]:
+        """Token ids of each filled template; every field is truncated on its own, so the template's words
+        (and the last token the head reads) always survive."""
+        ids = [
+            self.tokenizer([sp + t for t in col], add_special_tokens=False)["input_ids"]
+            for sp, col in zip(spaces, columns, strict=True)
         ]
-        return enc[0], enc[1], enc[2]
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        out = []
+        for row in zip(*ids, strict=True):
+            seq = bos + parts[0]
+            for field_ids, limit, part in zip(row, limits, parts[1:], strict=True):
+                seq = seq + field_ids[:limit] + part
+            out.append(seq)
+        return out
 
     def encode_prompts(self, queries: Sequence[str], documents: Sequence[str]) -> list[list[int]]:
-        """Token ids of each (query, document) prompt; query and document are truncated separately so the
-        template's words (and the last token the head reads) always survive."""
-        before, between, after = self._parts
-        qs, ds = self._space_before
-        q_ids = self.tokenizer([qs + q for q in queries], add_special_tokens=False)["input_ids"]
-        d_ids = self.tokenizer([ds + d for d in documents], add_special_tokens=False)["input_ids"]
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        """Token ids of each (query, document) prompt."""
         cfg = self.student_config
-        return [
-            bos + before + q[: cfg.max_query_tokens] + between + d[: cfg.max_doc_tokens] + after
-            for q, d in zip(q_ids, d_ids, strict=True)
-        ]
+        return self._fill(
+            self._parts, self._space_before, [queries, documents], (cfg.max_query_tokens, cfg.max_doc_tokens)
+        )
 
-    def encode(
-        self, queries: Sequence[str], documents: Sequence[str], reasonings: Sequence[str | None] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def encode_comparison_prompts(
+        self, queries: Sequence[str], documents_a: Sequence[str], documents_b: Sequence[str]
+    ) -> list[list[int]]:
+        """Token ids of each (query, document A, document B) comparison prompt."""
+        cfg = self.student_config
+        return self._fill(
+            self._cmp_parts,
+            self._cmp_space,
+            [queries, documents_a, documents_b],
+            (cfg.max_query_tokens, cfg.max_doc_tokens, cfg.max_doc_tokens),
+        )
+
+    def _target_ids(self, texts: Sequence[str | None]) -> list[list[int]]:
+        """LM target ids (then EOS) of each text, at most `max_reasoning_tokens`; an explicit target's
+        closing verdict ("Relevance: 2") survives the cut, since it is what an explanation is read for."""
+        limit = self.student_config.max_reasoning_tokens
+        out: list[list[int]] = [[] for _ in texts]
+        todo = [i for i, t in enumerate(texts) if t and t.strip()]
+        if not todo:
+            return out
+        bodies, verdicts = [], []
+        for i in todo:
+            text = " ".join(texts[i].split())
+            m = _VERDICT.search(text)
+            bodies.append(" " + (text[: m.start()] if m else text))
+            verdicts.append(f" Relevance: {m.group(1)}" if m else "")
+        body_ids = self.tokenizer(bodies, add_special_tokens=False)["input_ids"]
+        verdict_ids = self.tokenizer([v or " " for v in verdicts], add_special_tokens=False)["input_ids"]
+        for i, body, verdict, v in zip(todo, body_ids, verdict_ids, verdicts, strict=True):
+            tail = verdict if v else []
+            out[i] = body[: max(limit - len(tail), 0)] + tail[:limit] + [self.tokenizer.eos_token_id]
+        return out
+
+    def _pad(self, prompts: list[list[int]], targets: list[list[int]] | None) -> dict[str, torch.Tensor]:
         """Right-padded batch: input_ids, attention_mask, score_index (last prompt token of each row) and,
-        with reasonings, lm_labels (-100 everywhere but the reasoning tokens and the closing EOS)."""
-        prompts = self.encode_prompts(queries, documents)
-        targets: list[list[int]] = [[] for _ in prompts]
-        if reasonings is not None:
-            if len(reasonings) != len(prompts):
-                raise ValueError(f"got {len(reasonings)} reasonings for {len(prompts)} pairs")
-            todo = [i for i, r in enumerate(reasonings) if r and r.strip()]
-            if todo:
-                enc = self.tokenizer([" " + reasonings[i].strip() for i in todo], add_special_tokens=False)[
-                    "input_ids"
-                ]
-                for i, ids in zip(todo, enc, strict=True):
-                    targets[i] = ids[: self.student_config.max_reasoning_tokens] + [
-                        self.tokenizer.eos_token_id
-                    ]
-        width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
+        with targets, lm_labels (-100 everywhere but the target tokens)."""
+        tgt = targets if targets is not None else [[] for _ in prompts]
+        width = max(len(p) + len(t) for p, t in zip(prompts, tgt, strict=True))
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         labels = torch.full((len(prompts), width), IGNORE_INDEX, dtype=torch.long)
         score_index = torch.empty(len(prompts), dtype=torch.long)
-        for row, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+        for row, (p, t) in enumerate(zip(prompts, tgt, strict=True)):
             n = len(p) + len(t)
             input_ids[row, :n] = torch.tensor(p + t)
             attention[row, :n] = 1
@@ -269,9 +352,32 @@ class DecoderStudent(nn.Module):
                 labels[row, len(p) : n] = torch.tensor(t, dtype=torch.long)
             score_index[row] = len(p) - 1
         batch = {"input_ids": input_ids, "attention_mask": attention, "score_index": score_index}
-        if reasonings is not None:
+        if targets is not None:
             batch["lm_labels"] = labels
         return batch
+
+    def encode(
+        self, queries: Sequence[str], documents: Sequence[str], reasonings: Sequence[str | None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded batch: input_ids, attention_mask, score_index (last prompt token of each row) and,
+        with reasonings, lm_labels (-100 everywhere but the reasoning tokens and the closing EOS)."""
+        prompts = self.encode_prompts(queries, documents)
+        if reasonings is not None and len(reasonings) != len(prompts):
+            raise ValueError(f"got {len(reasonings)} reasonings for {len(prompts)} pairs")
+        return self._pad(prompts, None if reasonings is None else self._target_ids(reasonings))
+
+    def encode_comparisons(
+        self,
+        queries: Sequence[str],
+        documents_a: Sequence[str],
+        documents_b: Sequence[str],
+        targets: Sequence[str],
+    ) -> dict[str, torch.Tensor]:
+        """A comparison batch for the LM loss: each prompt followed by its target (" A. <why>")."""
+        prompts = self.encode_comparison_prompts(queries, documents_a, documents_b)
+        if len(targets) != len(prompts):
+            raise ValueError(f"got {len(targets)} targets for {len(prompts)} comparisons")
+        return self._pad(prompts, self._target_ids(targets))
 
     # ------------------------------------------------------------------------------------- forward
     def forward(
@@ -350,23 +456,19 @@ class DecoderStudent(nn.Module):
         return out
 
     @torch.inference_mode()
-    def explain(
-        self, query: str, documents: str | Sequence[str], max_new_tokens: int = 64, batch_size: int = 8
-    ) -> list[str]:
-        """The student's reasoning on how each document relates to the query (greedy decoding)."""
-        docs = [documents] if isinstance(documents, str) else list(documents)
+    def _generate(self, prompts: list[list[int]], max_new_tokens: int, batch_size: int) -> list[str]:
+        """Greedy continuation of each prompt (token ids), as stripped text."""
         was_training = self.training
         self.eval()
         pad = self.tokenizer.pad_token_id
         texts: list[str] = []
         try:
-            for chunk in batched(docs, batch_size):
-                prompts = self.encode_prompts([query] * len(chunk), chunk)
-                width = max(map(len, prompts))
+            for chunk in batched(prompts, batch_size):
+                width = max(map(len, chunk))
                 # generation wants left padding; transformers derives positions from the mask
-                ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+                ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=self.device)
                 mask = torch.tensor(
-                    [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device
+                    [[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=self.device
                 )
                 with self._autocast():
                     gen = self.backbone.generate(
@@ -385,6 +487,39 @@ class DecoderStudent(nn.Module):
             self.train(was_training)
         return texts
 
+    def explain(
+        self, query: str, documents: str | Sequence[str], max_new_tokens: int = 64, batch_size: int = 8
+    ) -> list[str]:
+        """The student's reasoning on how each document relates to the query (greedy decoding); trained on
+        explicit reasoning it ends with a verdict, "Relevance: <grade>" (see `parse_explanation`)."""
+        docs = [documents] if isinstance(documents, str) else list(documents)
+        return self.explain_pairs([(query, d) for d in docs], max_new_tokens, batch_size)
+
+    def explain_pairs(
+        self, pairs: Sequence[tuple[str, str]], max_new_tokens: int = 64, batch_size: int = 8
+    ) -> list[str]:
+        """`explain` for (query, document) pairs of any queries, batched."""
+        if not pairs:
+            return []
+        prompts = self.encode_prompts([q for q, _ in pairs], [d for _, d in pairs])
+        return self._generate(prompts, max_new_tokens, batch_size)
+
+    def compare(
+        self, query: str, document_a: str, document_b: str, max_new_tokens: int = 64
+    ) -> ComparisonText:
+        """Which of two documents the student says is more relevant, and why (generated, greedy)."""
+        return self.compare_many([(query, document_a, document_b)], max_new_tokens)[0]
+
+    def compare_many(
+        self, triples: Sequence[tuple[str, str, str]], max_new_tokens: int = 64, batch_size: int = 8
+    ) -> list[ComparisonText]:
+        """`compare` for many (query, document A, document B), batched."""
+        if not triples:
+            return []
+        qs, da, db = (list(c) for c in zip(*triples, strict=True))
+        texts = self._generate(self.encode_comparison_prompts(qs, da, db), max_new_tokens, batch_size)
+        return [ComparisonText(*parse_comparison(t), text=t) for t in texts]
+
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
         """Parameter count, with the signature of `PreTrainedModel.num_parameters` (the Trainer calls it)."""
         skip = set()
@@ -395,6 +530,40 @@ class DecoderStudent(nn.Module):
             for p in self.parameters()
             if id(p) not in skip and (p.requires_grad or not only_trainable)
         )
+
+
+@dataclass
+class ComparisonText:
+    """A generated comparison: `better` is "A", "B", or None when the text names neither."""
+
+    better: str | None
+    reason: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"better": self.better, "reason": self.reason, "text": self.text}
+
+
+def comparison_target(better: str, reason: str) -> str:
+    """The text a student learns to write for a comparison (`parse_comparison` reads it back)."""
+    return f"{better}. {' '.join(reason.split())}"
+
+
+def parse_comparison(text: str) -> tuple[str | None, str]:
+    """("A" or "B", the reason) from a comparison's text; (None, text) when it does not start with one."""
+    m = _COMPARISON.match(text or "")
+    if not m:
+        return None, (text or "").strip()
+    return m.group(1), m.group(2).strip()
+
+
+def parse_explanation(text: str) -> tuple[str, float | None]:
+    """(reasoning, relevance) from an explicit explanation "<reasoning> Relevance: <value>"; the
+    relevance is None when the verdict is missing or there is no reasoning before it."""
+    m = _VERDICT.search(text or "")
+    if not m or not text[: m.start()].strip():
+        return (text or "").strip(), None
+    return text[: m.start()].strip(), float(m.group(1))
 
 
 def read_student_config(path: str | Path) -> dict:

@@ -1,4 +1,6 @@
-"""`rankdistill train CONFIG`: build the student, read each phase's rows, train the phases, save."""
+"""`rankdistill train CONFIG`: build the student, read each phase's rows, train the phases, save.
+The encoder trains on the sentence-transformers trainer (`training.trainer`), the decoder on its own
+(`training.decoder`); both write `output_dir/<phase>/` while training and `output_dir/final` at the end."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ from typing import Any
 
 from rankdistill.errors import DataError
 from rankdistill.evaluation.fusion import minmax
-from rankdistill.training.config import DataConfig, DevConfig, TrainConfig, TrainingConfig
+from rankdistill.training.config import (
+    DataConfig,
+    DecoderStudentConfig,
+    DevConfig,
+    TrainConfig,
+    TrainingConfig,
+)
 from rankdistill.training.data import is_finite_label, read_pairs_jsonl
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases
 from rankdistill.utils import stable_hash
@@ -90,12 +98,135 @@ def dev_evaluator(dev: DevConfig, seed: int, data_dir: Path | None = None):
     return RerankingEvaluator(queries, run, documents, qrels, k=dev.k, name="dev")
 
 
+def decoder_phase_items(
+    data: DataConfig, student: DecoderStudentConfig, seed: int, data_dir: Path | None = None
+) -> list[Any]:
+    """A decoder phase's training items: one group per query (from the pair JSONL or the label store),
+    then its comparison reasoning in items of `group_size // 2` comparisons (a comparison shows two
+    documents). `max_rows` keeps whole queries, drawn at random, up to that many rows."""
+    from rankdistill.training.decoder import (
+        comparison_groups,
+        examples_from_rows,
+        examples_from_store,
+        read_comparisons,
+        read_decoder_pairs,
+    )
+
+    if data.jsonl is not None:
+        groups = examples_from_rows(read_decoder_pairs(data.jsonl), student.group_size, student.top, seed)
+    else:
+        from rankdistill.data.datasets import load_dataset
+        from rankdistill.labels.store import LabelStore
+
+        corpus = load_dataset(data.dataset, data_dir=data_dir).corpus
+        with LabelStore(data.label_store) as store:
+            groups = examples_from_store(store, corpus, data.teacher, student.group_size, student.top, seed)
+        if not groups:
+            raise DataError("no query with labelled documents in the corpus", data.label_store)
+    if data.max_rows is not None and sum(len(g.documents) for g in groups) > data.max_rows:
+        random.Random(seed).shuffle(groups)
+        kept, n = [], 0
+        for g in groups:
+            if kept and n + len(g.documents) > data.max_rows:
+                continue
+            kept.append(g)
+            n += len(g.documents)
+        groups = kept
+    items: list[Any] = list(groups)
+    if data.comparisons is not None:
+        comparisons = read_comparisons(data.comparisons)  # read even when unused: bad data fails fast
+        if student.comparison_weight > 0:
+            items += comparison_groups(comparisons, max(1, student.group_size // 2))
+        else:
+            log.info("%s: comparison_weight is 0; its comparisons are not trained on", data.comparisons)
+    return items
+
+
+def decoder_settings(cfg: TrainingConfig, student: DecoderStudentConfig, seed: int) -> dict[str, Any]:
+    """`train_decoder` arguments of a phase: `batch_size` counts pairs, as for the encoder's listwise
+    losses, so a step takes `batch_size // group_size` items (at least one)."""
+    import os
+
+    import torch
+
+    return {
+        "epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "groups_per_batch": max(1, cfg.batch_size // student.group_size),
+        "learning_rate": cfg.learning_rate,
+        "head_learning_rate": student.head_learning_rate,
+        "warmup": cfg.warmup_ratio,
+        "weight_decay": cfg.weight_decay,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "seed": seed,
+        "bf16": None if cfg.bf16 == "auto" else bool(cfg.bf16),
+        "use_cpu": not torch.cuda.is_available(),
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "logging_steps": cfg.logging_steps,
+        "resume": cfg.resume,
+        "show_progress": os.environ.get("RANKDISTILL_PROGRESS", "auto") != "0",
+    }
+
+
+def train_decoder_from_config(cfg: TrainConfig) -> Path:
+    """The decoder student's schedule: every phase's items read (and checked) before the model loads,
+    phases in order on one student (a done phase is loaded, a killed one resumes), the final student
+    saved to `output_dir/final`."""
+    from rankdistill.students.metadata import STUDENT_TYPES
+    from rankdistill.training.decoder import DecoderExample, DecoderPhase, train_decoder_phases
+    from rankdistill.training.losses.joint import JointRankLMLoss
+
+    sc: DecoderStudentConfig = cfg.student
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(
+        json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+    )
+    phases = []
+    for p in cfg.phases:
+        items = decoder_phase_items(p.data, sc, cfg.seed, cfg.data_dir)
+        groups = sum(isinstance(x, DecoderExample) for x in items)
+        log.info("phase %s: %d query groups, %d comparison items", p.name, groups, len(items) - groups)
+        phases.append(DecoderPhase(p.name, items, decoder_settings(cfg.phase_training(p), sc, cfg.seed)))
+    overrides = sc.decoder_config()
+    student = STUDENT_TYPES.info("decoder")["create"](overrides.pop("backbone"), seed=cfg.seed, **overrides)
+
+    def loss(model):
+        return JointRankLMLoss(
+            model,
+            rank_loss=sc.rank_loss,
+            rank_weight=sc.rank_weight,
+            lm_weight=sc.lm_weight,
+            temperature=sc.temperature,
+            comparison_weight=sc.comparison_weight,
+        )
+
+    summary = train_decoder_phases(student, phases, out, loss)
+    final = out / "final"
+    training = {
+        "backbone": sc.backbone,
+        "loss": loss(student).get_config_dict(),
+        "phases": [
+            {k: p[k] for k in ("name", "groups", "comparisons", "steps", "train_loss")}
+            for p in summary["phases"]
+        ],
+        "seed": cfg.seed,
+        "config_hash": stable_hash(cfg.model_dump(mode="json"), 16),
+    }
+    student.save(final, merge=sc.merge, training=training)
+    return final
+
+
 def train_from_config(cfg: TrainConfig) -> Path:
     """Run a whole training config; returns the folder of the final student."""
     from rankdistill.students.metadata import STUDENT_TYPES
     from rankdistill.training.losses import build_loss
 
-    # how this student type is created and saved (the config admits the encoder, the type this trains)
+    if cfg.student.type == "decoder":
+        return train_decoder_from_config(cfg)
+
+    # how the encoder student is created and saved
     student = STUDENT_TYPES.info(cfg.student.type)
     create, save = student["create"], student["save"]
     out = Path(cfg.output_dir)

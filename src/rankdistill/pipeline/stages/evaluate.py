@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,62 @@ def _with_tail(reranked: Run, first_stage: Run) -> Run:
     return out
 
 
+#: how many explanations (and comparisons) of the evaluation candidates the decoder student writes
+EXPLANATION_SAMPLE = 16
+
+
+def explanation_measures(
+    student: Any,
+    candidates: list,
+    run: Run,
+    n: int = EXPLANATION_SAMPLE,
+    seed: int = 0,
+    max_new_tokens: int | None = None,
+) -> dict[str, Any]:
+    """Whether a decoder student's explanations can be used, on a seeded sample of `n` candidates and `n`
+    pairs of candidates of one query: the share of explicit explanations that end with a verdict
+    ("<reasoning> Relevance: <grade>"), the share of comparisons that name a document ("A. <why>"), and
+    how often that named document is the one the student's own scores (`run`) put higher. Each kind is
+    one batch of `n` generations (decoding on a CPU costs per step, not per row)."""
+    from rankdistill.students.decoder import parse_explanation
+
+    rng = random.Random(seed)
+    # what it was trained to write, and room for the verdict after the reasoning
+    tokens = max_new_tokens or student.student_config.max_reasoning_tokens + 8
+    sample = rng.sample(candidates, min(n, len(candidates)))
+    texts = student.explain_pairs(
+        [(c.query, c.doc) for c in sample], max_new_tokens=tokens, batch_size=max(1, n)
+    )
+    parsed = [parse_explanation(t)[1] is not None for t in texts]
+    by_query: dict[str, list] = {}
+    for c in candidates:
+        by_query.setdefault(c.query_id, []).append(c)
+    several = sorted(q for q, cs in by_query.items() if len(cs) >= 2)
+    triples, truth = [], []
+    for _ in range(n if several else 0):
+        a, b = rng.sample(by_query[rng.choice(several)], 2)
+        triples.append((a.query, a.doc, b.doc))
+        sa, sb = run[a.query_id][a.doc_id], run[b.query_id][b.doc_id]
+        truth.append(None if sa == sb else ("A" if sa > sb else "B"))
+    comparisons = student.compare_many(triples, max_new_tokens=tokens, batch_size=max(1, n))
+    stated = [(c.better, t) for c, t in zip(comparisons, truth, strict=True) if c.better is not None]
+    judged = [(b, t) for b, t in stated if t is not None]
+    return {
+        "sample": len(sample),
+        "explicit_parsed": sum(parsed) / len(parsed) if parsed else None,
+        "comparisons": len(comparisons),
+        "comparison_parsed": len(stated) / len(comparisons) if comparisons else None,
+        "comparison_agrees": sum(b == t for b, t in judged) / len(judged) if judged else None,
+        "examples": {
+            "explicit": [{"query": c.query, "text": t} for c, t in list(zip(sample, texts, strict=True))[:2]],
+            "comparison": [
+                {"query": q, "text": c.text}
+                for (q, _, _), c in list(zip(triples, comparisons, strict=True))[:2]
+            ],
+        },
+    }
+
+
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     """BM25, the teacher and the student on the same candidates; metrics.json for the report."""
     from rankdistill.data import read_run, write_run
@@ -72,7 +129,15 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     (ctx.out / "runs").mkdir(exist_ok=True)
     systems = []
 
-    def add(name: str, role: str, run: Run, pps: float | None, params: int | None, description: str) -> None:
+    def add(
+        name: str,
+        role: str,
+        run: Run,
+        pps: float | None,
+        params: int | None,
+        description: str,
+        **extra: Any,
+    ) -> None:
         if role != "baseline":
             run = _with_tail(run, candidates_run)
         res = evaluate(run, qrels, ev.measures, per_query=True)
@@ -86,6 +151,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
                 "pairs_per_second": pps,
                 "parameters": params,
                 "description": description,
+                **extra,
             }
         )
         log.info("%s: %s", name, {m: round(res[m], 4) for m in ev.measures})
@@ -133,14 +199,32 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     for c, s in zip(candidates, scores, strict=True):
         student_run.scores.setdefault(c.query_id, {})[c.doc_id] = float(s)
     info = reranker.info()
+    model = getattr(reranker, "student", None)
+    extra: dict[str, Any] = {}
+    if callable(getattr(model, "compare", None)) and callable(getattr(model, "explain_pairs", None)):
+        # a student that explains (the decoder): can its explanations be read, and do they agree with it?
+        t0 = time.perf_counter()
+        extra["explanations"] = explanation_measures(model, candidates, student_run, seed=cfg.seed)
+        log.info("student explanations (%.1fs): %s", time.perf_counter() - t0, extra["explanations"])
+    decoder = cfg.train.student.get("type") == "decoder"
+    student_name = (
+        cfg.train.student.get("backbone", "gemma3-270m") if decoder else cfg.train.student.get("base")
+    )
+    # a decoder saved as a LoRA adapter: its folder holds the adapter, the model it runs is the backbone too
+    params = (
+        model.num_parameters()
+        if callable(getattr(model, "num_parameters", None))
+        else count_parameters(student_dir)
+    )
     add(
-        f"student: {Path(str(cfg.train.student.get('base', 'student'))).name}",
+        f"student: {Path(str(student_name or 'student')).name}",
         "student",
         student_run,
         pps,
-        count_parameters(student_dir),
+        params,
         f"backend {info.get('backend')}, dtype {info.get('dtype')}, "
         f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}",
+        **extra,
     )
     if ev.fuse_student is not None:
         w = ev.fuse_student
@@ -154,7 +238,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             "other",
             fused,
             pps,
-            count_parameters(student_dir),
+            params,
             "the student's and BM25's scores of the reranked candidates, each min-max scaled per query, "
             "weighted and summed (the teacher's fusion, with the student in place of the bi-encoder)",
         )
@@ -174,7 +258,12 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
 
     parse_results(results)  # the report stage must be able to read it
     (ctx.out / "metrics.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    return {s["role"]: {**s["metrics"], "pairs_per_second": s["pairs_per_second"]} for s in systems}
+    summary = {s["role"]: {**s["metrics"], "pairs_per_second": s["pairs_per_second"]} for s in systems}
+    if "explanations" in extra:
+        summary["student"]["explanations"] = {
+            k: v for k, v in extra["explanations"].items() if k != "examples"
+        }
+    return summary
 
 
 # -- report -------------------------------------------------------------------------------------------

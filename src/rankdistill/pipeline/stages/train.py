@@ -17,17 +17,42 @@ from rankdistill.pipeline.stages.common import count_parameters
 log = logging.getLogger(__name__)
 
 
+def train_phases(labels: Path, max_rows: int | None, comparisons: bool = False) -> list[dict[str, Any]]:
+    """One phase per labelled query set the labels stage wrote, with its comparison reasoning
+    (`<phase>.comparisons.jsonl`) when `comparisons` (a decoder student learns from it) and there is some."""
+    phases = []
+    for phase in ("train_queries", "synthetic"):
+        if not (labels / f"{phase}.jsonl").exists():
+            continue
+        data: dict[str, Any] = {"jsonl": str(labels / f"{phase}.jsonl"), "max_rows": max_rows}
+        path = labels / f"{phase}.comparisons.jsonl"
+        if comparisons and path.exists() and path.stat().st_size > 0:
+            data["comparisons"] = str(path)
+        phases.append({"name": phase, "data": data})
+    return phases
+
+
+def _student_parameters(student: Path) -> int | None:
+    """Parameters of the saved student; a decoder saved as a LoRA adapter counts its backbone too."""
+    from rankdistill.students.metadata import read_metadata
+
+    meta = read_metadata(student)
+    n = count_parameters(student)
+    if meta.get("student_type") == "decoder" and meta.get("weights") == "adapter":
+        from rankdistill.students.decoder import backbone_path
+
+        base = count_parameters(backbone_path(meta["config"]["backbone"]))
+        n = None if base is None else base + (n or 0)
+    return n
+
+
 def run_train(ctx: StageContext) -> dict[str, Any]:
     """Train the student on each labelled query set in turn (InRanker: real queries, then synthetic)."""
     from rankdistill.training.run import train_from_config
 
     cfg: PipelineConfig = ctx.config
-    labels = ctx.stage_dir("labels")
-    phases = [
-        {"name": phase, "data": {"jsonl": str(labels / f"{phase}.jsonl"), "max_rows": cfg.train.max_rows}}
-        for phase in ("train_queries", "synthetic")
-        if (labels / f"{phase}.jsonl").exists()
-    ]
+    decoder = cfg.train.student.get("type") == "decoder"
+    phases = train_phases(ctx.stage_dir("labels"), cfg.train.max_rows, comparisons=decoder)
     if not phases:
         raise RankdistillError("no labelled training queries: the labels stage wrote no phase file")
     work = ctx.out / "work"
@@ -48,7 +73,7 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     return {
         "phases": [p["name"] for p in phases],
         "seconds": round(seconds, 3),
-        "parameters": count_parameters(student),
+        "parameters": _student_parameters(student),
     }
 
 

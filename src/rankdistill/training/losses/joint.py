@@ -7,10 +7,14 @@ reasoning it is trained next to, and at inference the score of the prompt alone 
 that was trained.
 
     loss = rank_weight * rank_loss(student scores, teacher scores) + lm_weight * LM loss(reasoning)
+           + comparison_weight * LM loss(comparison reasoning)
 
 The ranking loss works on groups: one query and its candidates, padded to the longest group of the
 batch and masked. Pairs without reasoning text still count for ranking; they add nothing to the LM
-term (their target tokens are all -100).
+term (their target tokens are all -100). Comparison reasoning (ReasoningRank: why document A is more
+relevant than B) has a prompt of its own with two documents and no score, so it is a second, LM-only
+forward pass over the batch's `comparison_*` rows (see `rankdistill.training.decoder.DecoderCollator`);
+a batch may hold groups, comparisons or both.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class JointRankLMLoss(nn.Module):
         rank_loss: "mse" (pointwise), "ranknet" (pairwise), "listnet" or "plistmle" (listwise), or a callable
             `(scores[G, N], teacher[G, N], mask[G, N]) -> scalar`.
         rank_weight, lm_weight: weights of the two terms; `lm_weight=0` trains a ranker only.
+        comparison_weight: weight of the comparison reasoning's LM loss (batches without comparisons
+            have no such term).
         temperature: divides teacher scores before ListNet's softmax; 1 by default, since the decoder
             learns raw teacher scores (log-odds), not the [0, 1] labels of `ListNetLoss` (0.1).
     """
@@ -66,6 +72,7 @@ class JointRankLMLoss(nn.Module):
         rank_weight: float = 1.0,
         lm_weight: float = 0.5,
         temperature: float = 1.0,
+        comparison_weight: float = 0.5,
     ):
         super().__init__()
         if isinstance(rank_loss, str):
@@ -81,34 +88,54 @@ class JointRankLMLoss(nn.Module):
         else:
             self.rank_loss_name = getattr(rank_loss, "__name__", "custom")
             self.rank_fn = rank_loss
-        if rank_weight < 0 or lm_weight < 0 or rank_weight + lm_weight == 0:
-            raise ValueError(f"weights must be >= 0 and not both 0, got rank={rank_weight}, lm={lm_weight}")
+        if rank_weight < 0 or lm_weight < 0 or comparison_weight < 0 or rank_weight + lm_weight == 0:
+            raise ValueError(
+                f"weights must be >= 0 and rank, lm not both 0, got rank={rank_weight}, lm={lm_weight}, "
+                f"comparison={comparison_weight}"
+            )
         self.model = model
         self.rank_weight = rank_weight
         self.lm_weight = lm_weight
+        self.comparison_weight = comparison_weight
         self.temperature = temperature
         #: the last batch's terms, for logging
         self.last_terms: dict[str, float] = {}
 
     def forward(self, features: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """features: a `DecoderCollator` batch; labels: teacher scores [groups, max group size]."""
-        mask = features["group_mask"]
-        with_lm = self.lm_weight > 0 and bool((features["lm_labels"] != -100).any())
-        out = self.model(
-            input_ids=features["input_ids"],
-            attention_mask=features["attention_mask"],
-            score_index=features["score_index"],
-            lm_labels=features["lm_labels"] if with_lm else None,
-        )
-        # flat pair scores back into [groups, size] in the collator's order
-        scores = out.scores.float()
-        grouped = scores.new_zeros(mask.shape).masked_scatter(mask, scores)
-        rank = self.rank_fn(grouped, labels.float(), mask)
-        loss = self.rank_weight * rank
-        terms = {"rank_loss": float(rank.detach())}
-        if with_lm:
-            loss = loss + self.lm_weight * out.lm_loss
-            terms["lm_loss"] = float(out.lm_loss.detach())
+        loss, terms = None, {}
+        if "input_ids" in features:
+            mask = features["group_mask"]
+            with_lm = self.lm_weight > 0 and bool((features["lm_labels"] != -100).any())
+            out = self.model(
+                input_ids=features["input_ids"],
+                attention_mask=features["attention_mask"],
+                score_index=features["score_index"],
+                lm_labels=features["lm_labels"] if with_lm else None,
+            )
+            # flat pair scores back into [groups, size] in the collator's order
+            scores = out.scores.float()
+            grouped = scores.new_zeros(mask.shape).masked_scatter(mask, scores)
+            rank = self.rank_fn(grouped, labels.float(), mask)
+            loss = self.rank_weight * rank
+            terms["rank_loss"] = float(rank.detach())
+            if with_lm:
+                loss = loss + self.lm_weight * out.lm_loss
+                terms["lm_loss"] = float(out.lm_loss.detach())
+        if "comparison_input_ids" in features and self.comparison_weight > 0:
+            out = self.model(
+                input_ids=features["comparison_input_ids"],
+                attention_mask=features["comparison_attention_mask"],
+                score_index=features["comparison_score_index"],
+                lm_labels=features["comparison_lm_labels"],
+            )
+            term = self.comparison_weight * out.lm_loss
+            loss = term if loss is None else loss + term
+            terms["comparison_loss"] = float(out.lm_loss.detach())
+        if loss is None:
+            raise ValueError(
+                "the batch has neither ranking groups nor comparisons (with comparison_weight > 0)"
+            )
         self.last_terms = terms
         return loss
 
@@ -117,6 +144,7 @@ class JointRankLMLoss(nn.Module):
             "rank_loss": self.rank_loss_name,
             "rank_weight": self.rank_weight,
             "lm_weight": self.lm_weight,
+            "comparison_weight": self.comparison_weight,
             "temperature": self.temperature,
         }
 
