@@ -211,3 +211,14 @@ def test_gemma_reasoning_labels_become_reasoning_and_comparison_rows(
     assert (len(comparisons) > 0) == (summary["comparison"]["ok"] > 0)
     for c in comparisons:
         assert c["better"] in ("A", "B") and c["reason"] and c["document_a"] != c["document_b"]
+
+
+@pytest.mark.parametrize("name", ["quickstart", "listwise", "reasoning"])
+def test_shipped_pipeline_configs_validate(name: str) -> None:
+    from rankdistill.pipeline.config import load_config
+
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    if not path.exists():
+        pytest.fail(f"{path} is missing")
+    cfg = load_config(path)
+    assert cfg.name == name
