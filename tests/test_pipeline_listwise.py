@@ -222,3 +222,41 @@ def test_shipped_pipeline_configs_validate(name: str) -> None:
         pytest.fail(f"{path} is missing")
     cfg = load_config(path)
     assert cfg.name == name
+
+
+def test_report_counts_repairs_and_failures_per_phase() -> None:
+    from rankdistill.report.render import LABEL_HEADER, label_rows
+
+    summary = {
+        "kind": "reasoning",
+        "backend": "local",
+        "train_queries": {
+            "queries": 3,
+            "pairs": 24,
+            "failed": 1,
+            "fallback": 1,
+            "dropped": 0,
+            "hard_negatives": 5,
+            "listwise": {"repairs": {"answers": 4, "answers_repaired": 2}, "truncated_rate": 0.25},
+            "explicit": {"ok": 2, "failed": 1},
+            "comparison": {"ok": 0, "failed": 3},
+        },
+        "synthetic": {"queries": 2, "pairs": 10, "seconds": 1.0},
+    }
+    rows = label_rows(summary)
+    assert len(rows) == 2 and len(rows[0]) == len(LABEL_HEADER)
+    assert rows[0] == [
+        "train_queries",
+        "reasoning",
+        "3",
+        "24",
+        "1",
+        "1",
+        "0",
+        "5",
+        "2 / 4",
+        "25%",
+        "2 / 1",
+        "0 / 3",
+    ]
+    assert rows[1][:4] == ["synthetic", "reasoning", "2", "10"] and set(rows[1][4:]) == {"–"}

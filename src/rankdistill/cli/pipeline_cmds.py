@@ -118,9 +118,10 @@ def report_cmd(
             for p in sorted(target.iterdir(), key=lambda p: p.stat().st_mtime)
             if p.is_dir() and read_manifest(p) and p.name != "report"
         ]
+        labels = (read_manifest(target / "labels") or {}).get("summary")
         out = out or target
     else:
-        metrics, config, stages = target, None, None
+        metrics, config, stages, labels = target, None, None, None
         out = out or target.parent
-    files = write_report(load_results(metrics), out, config=config, title=title, stages=stages)
+    files = write_report(load_results(metrics), out, config=config, title=title, stages=stages, labels=labels)
     console.print(f"wrote {files.markdown} and {files.html} ({len(files.figures)} figures)")

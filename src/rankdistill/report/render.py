@@ -119,6 +119,59 @@ def explanation_lines(results: EvaluationResults) -> list[str]:
     return lines
 
 
+LABEL_HEADER = [
+    "phase",
+    "kind",
+    "queries",
+    "pairs",
+    "failed",
+    "fallback",
+    "dropped",
+    "hard negatives",
+    "answers repaired",
+    "cut at token limit",
+    "explicit ok / failed",
+    "comparison ok / failed",
+]
+
+
+def label_rows(summary: dict[str, Any] | None) -> list[list[str]]:
+    """The labels stage's summary, a row per phase: what the teacher produced, and for LLM-taught kinds
+    how many answers were repaired, cut, failed, replaced by pointwise labels or left out."""
+    rows = []
+    for phase, ph in (summary or {}).items():
+        if not isinstance(ph, dict) or "pairs" not in ph:
+            continue
+        lw = ph.get("listwise") or {}
+        repairs = lw.get("repairs") or {}
+
+        def n(key: str, d: dict = ph) -> str:
+            return str(d[key]) if key in d else "–"
+
+        def ok_failed(key: str, ph: dict = ph) -> str:
+            r = ph.get(key)
+            return f"{r.get('ok', 0)} / {r.get('failed', 0)}" if isinstance(r, dict) else "–"
+
+        cut = lw.get("truncated_rate")
+        rows.append(
+            [
+                phase,
+                str(summary.get("kind", "pointwise")),
+                n("queries"),
+                n("pairs"),
+                n("failed"),
+                n("fallback"),
+                n("dropped"),
+                n("hard_negatives"),
+                f"{repairs['answers_repaired']} / {repairs['answers']}" if "answers" in repairs else "–",
+                f"{100 * cut:.0f}%" if isinstance(cut, int | float) else "–",
+                ok_failed("explicit"),
+                ok_failed("comparison"),
+            ]
+        )
+    return rows
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -146,6 +199,7 @@ def render_markdown(
     config_text: str,
     title: str,
     stages: list[dict[str, Any]] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> str:
     header, rows = summary_rows(results)
     out = [f"# {title}", "", headline(results), ""]
@@ -161,6 +215,9 @@ def render_markdown(
     explained = explanation_lines(results)
     if explained:
         out += ["", "## Explanations", "", *[f"- {line}" for line in explained]]
+    labelled = label_rows(labels)
+    if labelled:
+        out += ["", "## Labels", "", _md_table(LABEL_HEADER, labelled)]
     out += ["", "## Plots", ""]
     for fig in figures:
         out += [f"### {fig.title}", "", f"![{fig.title}]({figure_dir}/{fig.name}.png)", "", fig.caption, ""]
@@ -196,6 +253,7 @@ def render_html(
     config_text: str,
     title: str,
     stages: list[dict[str, Any]] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> str:
     """One HTML file with everything inlined: CSS, and plots as data: URIs (no external requests)."""
     e = html.escape
@@ -231,6 +289,12 @@ def render_html(
     explained = explanation_lines(results)
     if explained:
         parts.append("<h2>Explanations</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in explained) + "</ul>")
+    labelled = label_rows(labels)
+    if labelled:
+        parts.append("<h2>Labels</h2><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in LABEL_HEADER))
+        parts.append("</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in labelled]
+        parts.append("</tbody></table>")
     parts.append("<h2>Plots</h2>")
     for fig in figures:
         data = base64.b64encode(fig.png).decode("ascii")
@@ -256,10 +320,12 @@ def write_report(
     config: dict[str, Any] | str | None = None,
     title: str | None = None,
     stages: list[dict[str, Any]] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> ReportFiles:
     """Write report.md, report.html and figures/*.png into `out_dir`; returns their paths.
 
-    `config` (a dict or YAML text) is shown verbatim; `stages` (name, status, seconds) adds a timing table.
+    `config` (a dict or YAML text) is shown verbatim; `stages` (name, status, seconds) adds a timing table;
+    `labels` (the labels stage's summary) a table of what the teacher produced and what failed.
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -273,9 +339,12 @@ def write_report(
         path.write_bytes(fig.png)
         fig_paths.append(path)
     md = _write_text(
-        out_dir / "report.md", render_markdown(results, figures, "figures", config_text, title, stages)
+        out_dir / "report.md",
+        render_markdown(results, figures, "figures", config_text, title, stages, labels),
     )
-    page = _write_text(out_dir / "report.html", render_html(results, figures, config_text, title, stages))
+    page = _write_text(
+        out_dir / "report.html", render_html(results, figures, config_text, title, stages, labels)
+    )
     return ReportFiles(md, page, fig_paths)
 
 

@@ -27,7 +27,10 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
         if manifest:
             stages.append({"name": name, "status": "done", "seconds": manifest.get("seconds")})
     config_text = yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)
-    files = write_report(results, ctx.out, config=config_text, title=cfg.report.title, stages=stages)
+    labels = (read_manifest(ctx.run_dir / "labels") or {}).get("summary")
+    files = write_report(
+        results, ctx.out, config=config_text, title=cfg.report.title, stages=stages, labels=labels
+    )
     return {
         "markdown": files.markdown.name,
         "html": files.html.name,
