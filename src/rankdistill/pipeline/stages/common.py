@@ -50,6 +50,19 @@ def _teacher(ctx: StageContext):
     return ctx.shared["teacher"]
 
 
+def ray_options(ctx: StageContext):
+    """`labels.ray` as the Ray backend's options (pointwise teachers and LLM-taught kinds alike)."""
+    from rankdistill.labels.ray_backend import RayOptions
+
+    r = ctx.config.labels.ray
+    return RayOptions(
+        address=r.address,
+        num_actors=r.num_actors,
+        num_cpus_per_actor=r.num_cpus_per_actor,
+        num_gpus_per_actor=r.num_gpus_per_actor,
+    )
+
+
 def _read_queries(path: Path) -> Queries:
     return Queries({str(o["_id"]): o["text"] for _, o in iter_jsonl(path, required=("_id", "text"))})
 

@@ -12,7 +12,7 @@ from rankdistill.data.types import Queries, Run
 from rankdistill.errors import RankdistillError
 from rankdistill.pipeline.config import PipelineConfig
 from rankdistill.pipeline.runner import StageContext
-from rankdistill.pipeline.stages.common import LABEL_STORE, _dataset, _read_queries, _teacher
+from rankdistill.pipeline.stages.common import LABEL_STORE, _dataset, _read_queries, _teacher, ray_options
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,9 @@ def label_with_backend(ctx: StageContext, candidates: list) -> list:
     cfg: PipelineConfig = ctx.config
     with LabelStore(ctx.run_dir / LABEL_STORE) as store:
         if cfg.labels.backend == "ray":
-            from rankdistill.labels.ray_backend import RayOptions, label_candidates_ray
+            from rankdistill.labels.ray_backend import label_candidates_ray
 
-            r = cfg.labels.ray
-            options = RayOptions(
-                address=r.address,
-                num_actors=r.num_actors,
-                num_cpus_per_actor=r.num_cpus_per_actor,
-                num_gpus_per_actor=r.num_gpus_per_actor,
-            )
+            options = ray_options(ctx)
             return label_candidates_ray(
                 cfg.labels.teacher,
                 candidates,

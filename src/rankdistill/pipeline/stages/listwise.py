@@ -17,7 +17,7 @@ from typing import Any
 from rankdistill.data.types import Run
 from rankdistill.pipeline.config import PipelineConfig
 from rankdistill.pipeline.runner import StageContext
-from rankdistill.pipeline.stages.common import LABEL_STORE, _dataset
+from rankdistill.pipeline.stages.common import LABEL_STORE, _dataset, ray_options
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +98,9 @@ def _llm_labels(ctx: StageContext, queries, run: Run):
     batch_size = cfg.labels.batch_size or 8
     executor = None
     if cfg.labels.backend == "ray":
-        from rankdistill.labels.ray_backend import RayExecutor, RayOptions
+        from rankdistill.labels.ray_backend import RayExecutor
 
-        r = cfg.labels.ray
-        options = RayOptions(
-            address=r.address,
-            num_actors=r.num_actors,
-            num_cpus_per_actor=r.num_cpus_per_actor,
-            num_gpus_per_actor=r.num_gpus_per_actor,
-        )
-        executor = RayExecutor(cfg.labels.llm, options)
+        executor = RayExecutor(cfg.labels.llm, ray_options(ctx))
     try:
         # on Ray the driver loads no model: the executor's stand-in gives the identity that keys labels
         llm = executor.llm if executor is not None else _llm(ctx)
