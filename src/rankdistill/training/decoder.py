@@ -351,28 +351,11 @@ def _trainer_class():
         def _save_checkpoint(self, model, trial) -> None:
             """The HF checkpoint, then a completion marker; old checkpoints are rotated out only once the
             new one is complete (as `rankdistill.training.trainer.DistillationTrainer`)."""
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
-
-            from rankdistill.training.trainer import mark_checkpoint_complete
+            from rankdistill.training.trainer import save_complete_checkpoint
 
             _check_finite(self.model, f"checkpoint at step {self.state.global_step}")
-            limit = self.args.save_total_limit
-            self.args.save_total_limit = None
-            try:
-                super()._save_checkpoint(model, trial)
-            finally:
-                self.args.save_total_limit = limit
-            if not self.args.should_save:
-                return
-            run_dir = Path(self._get_output_dir(trial=trial))
-            mark_checkpoint_complete(
-                run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}", self.state.global_step
-            )
-            rotate_checkpoints(
-                output_dir=str(run_dir),
-                save_total_limit=limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=True,
+            save_complete_checkpoint(
+                self, trial, lambda: super(DecoderTrainer, self)._save_checkpoint(model, trial)
             )
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -94,6 +94,33 @@ def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -
     return newest
 
 
+def save_complete_checkpoint(trainer, trial, save, before_mark=None) -> None:
+    """`save()` (the HF Trainer's own checkpoint) with rotation held off, then `before_mark(folder)` (state
+    the Trainer does not save), the completion marker, and only then the rotation of old checkpoints: a
+    checkpoint killed half-way never costs the last complete one. Shared by the encoder and decoder trainers."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+    limit = trainer.args.save_total_limit
+    trainer.args.save_total_limit = None
+    try:
+        save()
+    finally:
+        trainer.args.save_total_limit = limit
+    if not trainer.args.should_save:
+        return
+    run_dir = Path(trainer._get_output_dir(trial=trial))
+    folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    if before_mark is not None:
+        before_mark(folder)
+    mark_checkpoint_complete(folder, trainer.state.global_step)
+    rotate_checkpoints(
+        output_dir=str(run_dir),
+        save_total_limit=limit,
+        best_model_checkpoint=trainer.state.best_model_checkpoint,
+        use_mtime=True,
+    )
+
+
 def check_finite_weights(model: nn.Module, where: str) -> None:
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
@@ -143,30 +170,20 @@ class DistillationTrainer(CrossEncoderTrainer):
     def _save_checkpoint(self, model, trial) -> None:
         """The HF checkpoint, then the loss's own state, then the completion marker; old checkpoints are
         rotated out only once the new one is complete."""
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
-
-        check_finite_weights(self.model, f"checkpoint at step {self.state.global_step}")
-        limit = self.args.save_total_limit
-        self.args.save_total_limit = None
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
-        if not self.args.should_save:
-            return
         from safetensors.torch import save_file
 
-        run_dir = Path(self._get_output_dir(trial=trial))
-        folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        state = loss_only_state(self._loss_modules(), self.model)
-        if state:
-            save_file(state, str(folder / LOSS_STATE_FILE))
-        mark_checkpoint_complete(folder, self.state.global_step)
-        rotate_checkpoints(
-            output_dir=str(run_dir),
-            save_total_limit=limit,
-            best_model_checkpoint=self.state.best_model_checkpoint,
-            use_mtime=True,
+        check_finite_weights(self.model, f"checkpoint at step {self.state.global_step}")
+
+        def save_loss_state(folder: Path) -> None:
+            state = loss_only_state(self._loss_modules(), self.model)
+            if state:
+                save_file(state, str(folder / LOSS_STATE_FILE))
+
+        save_complete_checkpoint(
+            self,
+            trial,
+            lambda: super(DistillationTrainer, self)._save_checkpoint(model, trial),
+            save_loss_state,
         )
 
     def _load_from_checkpoint(self, checkpoint_path: str, *args, **kwargs) -> None:
