@@ -11,7 +11,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "rankdistill"
 
 # lowest first; modules on one line are peers
 LAYERS = [
-    {"errors", "utils", "models", "validation", "hardware", "fingerprint", "version", "registry", "terms"},
+    {
+        "errors",
+        "utils",
+        "models",
+        "validation",
+        "hardware",
+        "fingerprint",
+        "version",
+        "registry",
+        "terms",
+        "http_json",
+    },
     {"data"},
     {"retrieval", "evaluation"},
     {"llm"},

@@ -5,12 +5,13 @@ Backends (llama.cpp, transformers, OpenAI-compatible HTTP) implement this; teach
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 from rankdistill.errors import RankdistillError
-from rankdistill.registry import Registry
+from rankdistill.registry import Registry, parameters_of
 
 #: backends by name: each registers its class at the bottom of its module (`load_llm` looks them up)
 LLM_BACKENDS = Registry(
@@ -57,6 +58,13 @@ class LLM(ABC):
     def spec_options(cls, rest: str) -> dict[str, Any]:
         """The config fields of a short spec's part after "backend:" (by default, the model)."""
         return {"model": rest or None}
+
+    @classmethod
+    def spec_parameters(cls) -> tuple[dict[str, inspect.Parameter], bool]:
+        """The options a spec string (``?key=value``) or config dict may set: the constructor's keyword
+        parameters, typed by their annotations; and whether any other key is taken too (a ``**kwargs`` the
+        backend cannot list). A backend whose constructor passes ``**kwargs`` on lists them here."""
+        return parameters_of(cls)
 
     @classmethod
     def claims(cls, spec: str) -> bool:

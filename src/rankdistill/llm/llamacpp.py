@@ -8,6 +8,7 @@ cost n_ctx x 262k floats for Gemma 3).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -30,6 +31,7 @@ from rankdistill.llm._common import (
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.llamacpp_cpu import load_cpu_backend
 from rankdistill.models import resolve_model
+from rankdistill.registry import parameters_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,19 @@ class LlamaCppLLM(LLM):
     @classmethod
     def claims(cls, spec: str) -> bool:
         return Path(resolve_model(spec)).suffix.lower() == ".gguf"
+
+    @classmethod
+    def spec_parameters(cls) -> tuple[dict[str, inspect.Parameter], bool]:
+        """The named parameters and those of `llama_cpp.Llama` (where ``**llama_kwargs`` go: flash_attn,
+        n_ubatch, type_k, ...), except the two this class sets itself. Without llama-cpp-python any key
+        passes, so loading says what to install."""
+        params, _ = parameters_of(cls)
+        try:
+            import llama_cpp
+        except ImportError:
+            return params, True
+        llama, _ = parameters_of(llama_cpp.Llama, skip=("model_path", "logits_all"))
+        return {**llama, **params}, False
 
     def __init__(
         self,

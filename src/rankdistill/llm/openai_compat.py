@@ -10,38 +10,22 @@ per-prompt constant, so differences and softmaxes over candidates are the same).
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
-import random
 import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
 from rankdistill.errors import RankdistillError
+from rankdistill.http_json import JSONClient, env_first
 from rankdistill.llm._common import cut_at_stop
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
 
 class LLMServerError(RankdistillError):
     """The server failed, refused, or cannot give what was asked (e.g. log-probabilities)."""
-
-
-def _env(*names: str) -> str | None:
-    for n in names:
-        v = os.environ.get(n)
-        if v:
-            return v
-    return None
 
 
 class OpenAICompatLLM(LLM):
@@ -55,7 +39,8 @@ class OpenAICompatLLM(LLM):
         endpoint: "completions" (base models; needed for continuation scoring) or "chat".
         timeout: seconds to wait for a response (connect timeout is min(timeout, 10)).
         max_retries: retries after a 408/409/425/429/5xx answer or a connection error, with exponential
-            backoff (`backoff` * 2^attempt seconds, jittered, at most `max_backoff`; Retry-After wins).
+            backoff (`backoff` * 2^attempt seconds, jittered, at most `max_backoff`; Retry-After wins):
+            `rankdistill.http_json.JSONClient`.
         concurrency: requests in flight at once.
         top_logprobs: how many top tokens to ask for in `next_token_logits` (OpenAI allows 5 on
             completions and 20 on chat; vLLM 20 unless raised with --max-logprobs).
@@ -110,9 +95,7 @@ class OpenAICompatLLM(LLM):
         generation_logprobs: bool = True,
         headers: dict[str, str] | None = None,
     ):
-        import httpx
-
-        base_url = base_url or _env("RANKDISTILL_LLM_BASE_URL", "OPENAI_BASE_URL")
+        base_url = base_url or env_first("RANKDISTILL_LLM_BASE_URL", "OPENAI_BASE_URL")
         if not base_url:
             raise RankdistillError(
                 "the OpenAI-compatible backend needs a base URL (e.g. http://127.0.0.1:8000/v1): pass "
@@ -123,25 +106,26 @@ class OpenAICompatLLM(LLM):
         self.base_url = base_url.rstrip("/")
         self.endpoint = endpoint
         self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.concurrency = max(1, concurrency)
         self.top_logprobs = top_logprobs
         self.json_mode = json_mode
         self.missing_candidate = missing_candidate
         self.generation_logprobs = generation_logprobs
-        key = api_key or _env("RANKDISTILL_LLM_API_KEY", "OPENAI_API_KEY")
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        key = api_key or env_first("RANKDISTILL_LLM_API_KEY", "OPENAI_API_KEY")
+        hdrs = dict(headers or {})
         if key:
             hdrs["Authorization"] = f"Bearer {key}"
-        self._httpx = httpx
-        self._client = httpx.Client(
-            base_url=self.base_url + "/",
+        self._http = JSONClient(
+            self.base_url,
             headers=hdrs,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            concurrency=self.concurrency,
+            error=LLMServerError,
         )
-        self._model = model or _env("RANKDISTILL_LLM_MODEL")
+        self._model = model or env_first("RANKDISTILL_LLM_MODEL")
         self._model_lock = threading.Lock()
         #: candidates of `next_token_logits` that were outside the top tokens and scored by echo instead
         self.echo_fallbacks = 0
@@ -161,44 +145,11 @@ class OpenAICompatLLM(LLM):
 
     def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
         """One call with retries on 408/409/425/429/5xx and connection errors, exponential backoff."""
-        url = f"{self.base_url}/{path}"
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                resp = self._client.request(method, path, json=payload)
-            except self._httpx.TransportError as exc:  # refused, reset, timed out
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        return resp.json()
-                    except json.JSONDecodeError:
-                        raise LLMServerError(
-                            f"{url} answered 200 with a body that is not JSON: {resp.text[:300]!r}"
-                        ) from None
-                body = resp.text[:500]
-                if resp.status_code not in RETRY_STATUS:
-                    raise LLMServerError(f"{url} answered HTTP {resp.status_code}: {body}")
-                last = f"HTTP {resp.status_code}: {body}"
-                retry_after = _retry_after(resp.headers.get("retry-after"))
-            if attempt == self.max_retries:
-                break
-            delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-            if retry_after is not None:
-                delay = min(self.max_backoff, retry_after)
-            logger.warning(
-                "%s failed (%s); retry %d/%d in %.1fs", url, last, attempt + 1, self.max_retries, delay
-            )
-            time.sleep(delay)
-        raise LLMServerError(f"{url} failed after {self.max_retries + 1} attempts; last error: {last}")
+        return self._http.request(method, path, payload)
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """fn over items with at most `concurrency` requests in flight, results in input order."""
-        if len(items) <= 1 or self.concurrency == 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+        return self._http.map(fn, items)
 
     def _json_fields(self, schema: dict | None) -> dict:
         if schema is None or self.json_mode == "none":
@@ -394,7 +345,7 @@ class OpenAICompatLLM(LLM):
         return self._map(one, list(prompts))
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
 
 def _first_choice(data: dict, where: str) -> dict:
@@ -402,15 +353,6 @@ def _first_choice(data: dict, where: str) -> dict:
     if not choices:
         raise LLMServerError(f"{where} answered without choices: {json.dumps(data)[:300]}")
     return choices[0]
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: fall back on exponential backoff
 
 
 LLM_BACKENDS.register("openai", OpenAICompatLLM, aliases=("http", "vllm", "ollama"))

@@ -1,4 +1,6 @@
-"""The HTTP API: `POST /rerank`, `POST /explain`, `GET /health`, OpenAPI docs at `/docs`.
+"""The HTTP API: `POST /rerank`, `POST /explain`, `GET /health`, OpenAPI docs at `/docs`; and the standard
+`POST /v1/rerank` (the Cohere/Jina shape that vLLM serves too), so rerank clients and the `rerank-api`
+teacher can call it.
 
 Build it with `create_app(reranker, ...)` (the `rankdistill serve` command does, then runs uvicorn).
 Every scoring request goes through one `MicroBatcher`, so concurrent clients share model passes.
@@ -76,6 +78,37 @@ class Result(BaseModel):
 class RerankResponse(BaseModel):
     model: str
     results: list[Result]
+
+
+class TextDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(..., description="The document text.")
+
+
+class StandardRerankRequest(BaseModel):
+    """`POST /v1/rerank`, as Cohere, Jina and vLLM take it."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, description="Accepted and ignored: the server has one model.")
+    query: str = Field(..., min_length=1, description="The query.")
+    documents: list[str | TextDocument] = Field(
+        ..., min_length=1, description='Strings, or objects {"text": ...}; at least one.'
+    )
+    top_n: int | None = Field(None, ge=1, description="Return only the best n documents (default: all).")
+    return_documents: bool = Field(False, description="Echo each document's text in its result.")
+
+
+class StandardResult(BaseModel):
+    index: int = Field(..., description="Position of the document in the request.")
+    relevance_score: float
+    document: TextDocument | None = None
+
+
+class StandardRerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[StandardResult] = Field(..., description="Best first.")
+    usage: dict[str, int]
 
 
 class HealthResponse(BaseModel):
@@ -380,6 +413,38 @@ def create_app(
     )
     async def explain(req: ExplainRequest, request: Request) -> RerankResponse:
         return await _unless_client_leaves(request, _explain(req))
+
+    @app.post(
+        "/v1/rerank",
+        response_model=StandardRerankResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(check_key)],
+        summary="Rank documents for a query, best first (the Cohere/Jina/vLLM request and response)",
+    )
+    async def standard_rerank(req: StandardRerankRequest, request: Request) -> StandardRerankResponse:
+        return await _unless_client_leaves(request, _standard_rerank(req))
+
+    async def _standard_rerank(req: StandardRerankRequest) -> StandardRerankResponse:
+        docs = [d if isinstance(d, str) else d.text for d in req.documents]
+        texts = check_limits(req.query, docs)
+        scores = await batcher.score(req.query, texts, None, req.top_n)
+        order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
+        if req.top_n is not None:
+            order = order[: req.top_n]
+        results = [
+            StandardResult(
+                index=i,
+                relevance_score=scores[i],
+                document=TextDocument(text=texts[i]) if req.return_documents else None,
+            )
+            for i in order
+        ]
+        return StandardRerankResponse(
+            id=f"rerank-{uuid.uuid4().hex}",
+            model=model_name,
+            results=results,
+            usage={"documents": len(texts)},
+        )
 
     async def _explain(req: ExplainRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)

@@ -9,11 +9,19 @@ Spec strings:
 - ``cross-encoder:<model folder or hub name>``
 - ``bi-encoder[:<model>]`` (``minilm`` alone means ``bi-encoder:minilm``)
 - ``bm25`` / ``first-stage``: the first-stage scores of the run being reranked (ensembles only)
+- ``rerank-api:<URL>`` (alias ``rerank:``): a rerank endpoint (Cohere, Jina, vLLM, TEI, `rankdistill
+  serve`'s /v1/rerank); options api, model, api_key, batch_size, ... (see `RerankAPITeacher`)
 - ``A+B+...``: an ensemble of members, each optionally weighted as ``0.3*A``; fusion ``minmax`` unless
   given (``load_teacher(spec, fusion="rrf")`` or ``--fusion`` on the CLI). ``bm25+minilm`` is the best
   offline teacher (no LLM needed).
 
 ``<llm spec>`` is whatever `rankdistill.llm.load_llm` takes (e.g. ``llamacpp:gemma3-270m``).
+
+Options: ``<spec>?key=value&...`` (the grammar of `rankdistill.llm.factory`: after the last ``?``, typed
+by the constructor, unknown keys refused). They go to the innermost spec they are written in: after an LLM
+spec (``qlm:openai:<url>#<model>?concurrency=8``) they are the LLM's; a teacher without an LLM takes its
+own (``minilm?batch_size=16``, ``cross-encoder:<folder>?max_length=256``); in ``A+B`` each member its own.
+An LLM teacher's own options and an ensemble's go in the dict form, whose fields get the same checks.
 
 Teacher types live in the `TEACHERS` registry: each registers itself at the bottom of its module with
 what its spec syntax is (see `rankdistill.teachers.base.TEACHERS`), so this module names none of them.
@@ -24,8 +32,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rankdistill.llm import load_llm
-from rankdistill.registry import UnknownNameError
+from rankdistill.errors import RankdistillError
+from rankdistill.llm import LLM, load_llm
+from rankdistill.llm.factory import llm_config
+from rankdistill.registry import SpecError, UnknownNameError, parameters_of, split_options, typed_options
 from rankdistill.teachers.base import (
     MISSING_DOCS,
     TEACHERS,
@@ -41,6 +51,7 @@ from rankdistill.teachers.base import (
 from rankdistill.teachers.encoders import BiEncoderTeacher, CrossEncoderTeacher
 from rankdistill.teachers.ensemble import FUSIONS, EnsembleTeacher, FirstStageTeacher
 from rankdistill.teachers.pointwise import QueryLikelihoodTeacher, TrueFalseTeacher
+from rankdistill.teachers.rerank_api import RerankAPIError, RerankAPITeacher
 
 #: the best teacher that needs no LLM: BM25 fused with all-MiniLM-L6-v2 cosine, per-query min-max
 BEST_OFFLINE = "bm25+minilm"
@@ -57,11 +68,13 @@ def _split_weight(part: str) -> tuple[float, str]:
 
 
 def teacher_config(spec: str | Mapping[str, Any]) -> dict[str, Any]:
-    """Parse a spec string into the dict form (`{"type": ..., ...}`); dicts pass through."""
+    """Parse a spec string into the dict form (`{"type": ..., ...}`), options typed; a dict's fields are
+    checked and typed the same way (an unknown one is a SpecError naming it). Loads no model: an LLM
+    spec inside is only parsed (`rankdistill.llm.factory.llm_config`)."""
     if isinstance(spec, Mapping):
         if "type" not in spec:
             raise ValueError(f"teacher config needs a 'type' field, got {dict(spec)}")
-        return dict(spec)
+        return _checked_dict(dict(spec))
     text = str(spec).strip()
     if not text:
         raise ValueError("empty teacher spec")
@@ -74,7 +87,8 @@ def teacher_config(spec: str | Mapping[str, Any]) -> dict[str, Any]:
             members.append(teacher_config(member))
             weights.append(w)
         return {"type": "ensemble", "members": members, "weights": weights}
-    kind, _, rest = text.partition(":")
+    body, options = split_options(text)
+    kind, _, rest = body.partition(":")
     kind_l = kind.strip().lower()
     rest = rest.strip()
     try:
@@ -82,17 +96,78 @@ def teacher_config(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     except UnknownNameError as exc:
         raise UnknownNameError(f"{exc}, or A+B for an ensemble (in spec {text!r})") from None
     info = entry.info
+    if info.get("arg") == "llm":
+        # options belong to the innermost spec they are written in: here the LLM's
+        rest = text.partition(":")[2].strip()
+        options = {}
     if "parse" in info:
-        return {"type": entry.name, **info["parse"](kind_l, rest)}
-    if "arg" not in info:
-        return {"type": entry.name}
-    value = rest or info.get("default")
-    if not value:
-        example = f", e.g. {kind_l}:{info['example']}" if "example" in info else ""
-        raise ValueError(
-            f"teacher spec {text!r} needs {info.get('arg_help', info['arg'])}: {kind_l}:<{info['arg']}>{example}"
-        )
-    return {"type": entry.name, info["arg"]: value}
+        cfg = {"type": entry.name, **info["parse"](kind_l, rest)}
+    elif "arg" not in info:
+        cfg = {"type": entry.name}
+    else:
+        value = rest or info.get("default")
+        if not value:
+            example = f", e.g. {kind_l}:{info['example']}" if "example" in info else ""
+            raise ValueError(
+                f"teacher spec {text!r} needs {info.get('arg_help', info['arg'])}: {kind_l}:<{info['arg']}>{example}"
+            )
+        cfg = {"type": entry.name, info["arg"]: value}
+    if "llm" in cfg:
+        _check_llm(cfg["llm"], f"teacher spec {text!r}")
+    typed = _typed(entry.name, options, f"teacher spec {text!r}")
+    for key in typed:
+        if key in cfg and key != "type" and not (key == info.get("arg") and not rest):
+            raise SpecError(
+                f"teacher spec {text!r}: {key!r} is given twice ({cfg[key]!r} and {typed[key]!r})"
+            )
+    return {**cfg, **typed}
+
+
+def _typed(kind: str, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A teacher's options checked and typed against its constructor (an ensemble's: EnsembleTeacher's);
+    an LLM teacher's `llm` and an ensemble's `members` pass as they are (checked by their own parsers)."""
+    if not options:
+        return {}
+    target = EnsembleTeacher if kind == "ensemble" else TEACHERS.get(kind)
+    parameters, open_ = parameters_of(target)
+    own = [k for k in ("llm", "members") if parameters.pop(k, None) is not None]
+    given = {k: v for k, v in options.items() if k not in own}
+    typed = typed_options(given, parameters, where=where, what=f"the {kind} teacher", open_=open_)
+    return {**{k: options[k] for k in own if k in options}, **typed}
+
+
+def _check_llm(llm: Any, where: str) -> None:
+    """An LLM spec inside a teacher's is parsed (not loaded) so `run --check` and the CLI refuse a bad one
+    before any work; an LLM object passes."""
+    if isinstance(llm, LLM):
+        return
+    try:
+        llm_config(llm)
+    except ValueError:
+        raise
+    except (RankdistillError, TypeError) as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _checked_dict(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A teacher config dict with its fields checked and typed (members of an ensemble each in turn)."""
+    where = f"teacher config {cfg!r}"
+    kind = str(cfg.pop("type"))
+    if kind == "ensemble":
+        members = cfg.get("members")
+        if not isinstance(members, (list, tuple)) or not members:
+            raise ValueError(f"{where}: an ensemble needs a list of 'members'")
+        for member in members:
+            if not isinstance(member, PointwiseTeacher):
+                teacher_config(member)
+        return {"type": kind, **_typed(kind, cfg, where)}
+    try:
+        name = TEACHERS.entry(kind.lower()).name
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc} (in {where})") from None
+    if "llm" in cfg:
+        _check_llm(cfg["llm"], where)
+    return {"type": kind, **_typed(name, cfg, where)}
 
 
 def load_teacher(spec: str | Mapping[str, Any] | PointwiseTeacher, **overrides: Any) -> PointwiseTeacher:
@@ -127,6 +202,8 @@ __all__ = [
     "PointwiseTeacher",
     "QueryLikelihoodTeacher",
     "RequestScorer",
+    "RerankAPIError",
+    "RerankAPITeacher",
     "TEACHERS",
     "TrueFalseTeacher",
     "direct_scorer",

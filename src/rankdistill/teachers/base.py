@@ -33,6 +33,7 @@ TEACHERS = Registry(
         "rankdistill.teachers.pointwise",
         "rankdistill.teachers.encoders",
         "rankdistill.teachers.ensemble",
+        "rankdistill.teachers.rerank_api",
     ),
 )
 
