@@ -136,3 +136,75 @@ def test_real_collections_resolve_by_name(data_dir):
     assert (
         len(dl.qrels("test")) == 9260
     )  # docs absent from the corpus are counted and warned about, not fatal
+
+
+class _FakeIrds:
+    """What `ir_datasets.load(id)` gives, for one small collection (ir_datasets cannot download here)."""
+
+    def __init__(self, dataset_id: str):
+        from types import SimpleNamespace as NS
+
+        self.id = dataset_id
+        self._docs = [
+            NS(doc_id="d1", title="T1", text="first document"),
+            NS(doc_id="d2", title="", text="second"),
+        ]
+        self._queries = [NS(query_id="q1", text="first query")]
+        self._qrels = [NS(query_id="q1", doc_id="d1", relevance=1)]
+
+    def docs_iter(self):
+        return iter(self._docs)
+
+    def queries_iter(self):
+        return iter(self._queries)
+
+    def qrels_iter(self):
+        return iter(self._qrels)
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "split"),
+    [
+        ("beir/scifact/train", "train"),
+        ("beir/scifact/test", "test"),
+        ("beir/msmarco/dev", "dev"),
+        ("msmarco-passage/dev/small", "dev"),
+        ("msmarco-passage/train/judged", "train"),
+        ("beir/nfcorpus/validation", "dev"),
+        ("trec-robust04", "test"),
+        ("beir/cqadupstack/android", "test"),
+    ],
+)
+def test_ir_datasets_id_names_its_split(tmp_path, monkeypatch, dataset_id, split):
+    """An ir_datasets id's qrels land in the split its id names (test when it names none), tested
+    end to end through `load_dataset("irds:...")` with a stand-in `ir_datasets` module (no network)."""
+    import sys
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "ir_datasets", SimpleNamespace(load=_FakeIrds))
+    ds = load_dataset(f"irds:{dataset_id}")
+    assert ds.splits == [split]
+    assert dict(ds.qrels(split)["q1"]) == {"d1": 1}
+    assert list(ds.split_queries(split)) == ["q1"]
+
+    from rankdistill.data.datasets import irds_split
+
+    assert irds_split(dataset_id) == split
+
+
+def test_ir_datasets_folder_cached_by_the_old_layout_is_rebuilt(tmp_path, monkeypatch):
+    """A cache folder an earlier version wrote (every qrel under test) is rebuilt with the id's split."""
+    import sys
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("RANKDISTILL_CACHE", str(tmp_path / "cache"))
+    old = tmp_path / "cache" / "irds" / "beir__scifact__train"
+    (old / "qrels").mkdir(parents=True)
+    (old / "corpus.jsonl").write_text('{"_id": "d1", "title": "", "text": "x"}\n')
+    (old / "queries.jsonl").write_text('{"_id": "q1", "text": "first query"}\n')
+    (old / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    monkeypatch.setitem(sys.modules, "ir_datasets", SimpleNamespace(load=_FakeIrds))
+    ds = load_dataset("irds:beir/scifact/train")
+    assert ds.splits == ["train"]
+    assert len(ds.corpus) == 2

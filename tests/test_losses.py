@@ -175,3 +175,41 @@ def test_group_rows_groups_pairs_by_query():
     groups = {g["query"]: g for g in group_rows(rows, seed=1)}
     assert groups["a"] == {"query": "a", "document": ["d1", "d3"], "label": [1.0, 0.0]}
     assert groups["b"]["document"] == ["d2"]
+
+
+# what training rows carry, by label kind (`rankdistill.training.losses.loss_problem`)
+ROW_LABELS = {
+    "probability": [0.9, 0.5, 0.1, 0.0],
+    "score": [3.0, 0.5, -1.0, -2.0],
+    "logits": [[-2.0, 2.0], [-0.5, 0.5], [1.0, -1.0], [3.0, -3.0]],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_every_registered_loss_trains_on_the_rows_it_accepts(minilm_dir, tmp_path, num_labels):
+    """The whole registry: each loss either says why it cannot train on pair rows with these labels
+    (what config validation refuses, naming the key) or takes a real training step on them."""
+    from rankdistill.training.losses import loss_problem
+    from rankdistill.training.trainer import TrainSettings, train
+
+    trained = []
+    for name in loss_names():
+        for kind, labels in ROW_LABELS.items():
+            problem = loss_problem(name, num_labels=num_labels, labels=kind)
+            if problem is not None:
+                assert problem.startswith(f"loss {name!r}")
+                continue
+            rows = [
+                {"query": q, "document": d, "label": x}
+                for q in ("protein folding", "capital of france")
+                for d, x in zip(DOCS, labels, strict=True)
+            ]
+            model = load_encoder_student(
+                minilm_dir, num_layers=1, num_labels=num_labels, max_length=32, seed=0
+            )
+            settings = TrainSettings(max_steps=1, batch_size=4, bf16=False, resume=False, save_steps=100)
+            train(model, build_loss(model, [{"name": name}]), rows, tmp_path / f"{name}-{kind}", settings)
+            trained.append((name, kind))
+    assert ("soft_bce", "probability") in trained and ("inranker_mse", "logits") in trained
+    assert ("ranknet", "score") in trained and not any(n in ("joint", "st_margin_mse") for n, _ in trained)

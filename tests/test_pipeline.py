@@ -267,3 +267,153 @@ def test_count_parameters_from_safetensors_header(minilm_dir: Path) -> None:
     from rankdistill.pipeline.stages.common import count_parameters
 
     assert 22_000_000 < count_parameters(minilm_dir) < 23_000_000  # all-MiniLM-L6-v2: 22.7M
+
+
+def _tiny_queries_config(tiny: dict, data_dir: Path, queries: dict, labels: dict | None = None) -> dict:
+    return {
+        **tiny,
+        "dataset": {**tiny["dataset"], "data_dir": str(data_dir)},
+        "queries": {**tiny["queries"], **queries},
+        "labels": {**tiny["labels"], **(labels or {})},
+    }
+
+
+@pytest.mark.data
+def test_inpars_v2_teacher_filter_runs_in_the_pipeline(
+    tmp_path: Path, data_dir: Path, minilm_dir: Path, tiny_pipeline: dict
+) -> None:
+    """`queries.filter: teacher` scores each (query, source document) pair with labels.teacher (or
+    queries.teacher) through the run's label store, and keeps the best: it passed `run --check` and then
+    failed in the queries stage, which passed no teacher."""
+    from rankdistill.labels import LabelStore
+    from rankdistill.pipeline.stages import run_pipeline
+
+    filtered = {"filter": "teacher", "keep_top_k": 2}
+    cfg = parse_config(_tiny_queries_config(tiny_pipeline, data_dir, filtered, {"teacher": "minilm"}))
+    results = {r.name: r for r in run_pipeline(cfg, run_dir=tmp_path / "run", until="queries")}
+    summary = results["queries"].summary
+    assert summary["raw_queries"] == 4 and summary["queries"] == 2
+    stats = json.loads((tmp_path / "run" / "queries" / "stats.json").read_text())
+    assert stats["after_filter"] == 2 and stats["teacher"]["teacher"] == "bi-encoder"
+    with LabelStore(
+        tmp_path / "run" / "labels.sqlite"
+    ) as store:  # cached: a rerun or the labels stage reuses them
+        assert len(store) == 4
+
+
+def test_teacher_filter_needs_a_teacher_that_scores_pairs_alone() -> None:
+    """An ensemble (the default labels.teacher, bm25+minilm) normalises per query: with one pair a query
+    every score ties; `run --check` refuses it and names queries.teacher."""
+    base = {
+        "dataset": {"name": "scifact"},
+        "queries": {"method": "title", "filter": "teacher", "keep_share": 0.5},
+    }
+    with pytest.raises(ConfigError, match=r"queries\.teacher: .*'bm25\+minilm'.*ensemble"):
+        parse_config(base)
+    with pytest.raises(ConfigError, match=r"queries\.teacher: .*first-stage"):
+        parse_config({**base, "queries": {**base["queries"], "teacher": "bm25"}})
+    with pytest.raises(ConfigError, match=r"queries\.teacher: unknown teacher 'nope'"):
+        parse_config({**base, "queries": {**base["queries"], "teacher": "nope"}})
+    cfg = parse_config({**base, "queries": {**base["queries"], "teacher": "minilm"}})
+    assert cfg.query_filter_teacher == "minilm"
+    assert parse_config({**base, "labels": {"teacher": "minilm"}}).query_filter_teacher == "minilm"
+    assert parse_config({"dataset": {"name": "scifact"}}).query_filter_teacher is None
+
+
+def test_run_check_knows_the_split_of_an_ir_datasets_id() -> None:
+    from rankdistill.pipeline.config import check_dataset
+
+    cfg = parse_config({"dataset": {"name": "irds:beir/scifact/test"}})
+    with pytest.raises(
+        ConfigError, match=r"train_queries\.split: no split 'train' in irds:beir/scifact/test"
+    ):
+        check_dataset(cfg)
+    check_dataset(
+        parse_config({"dataset": {"name": "irds:beir/scifact/test"}, "train_queries": {"split": None}})
+    )
+
+
+@pytest.mark.parametrize(
+    ("labels", "losses", "message"),
+    [
+        (
+            {},
+            [{"name": "inranker_mse"}],
+            r"train\.losses\.0\.name: loss 'inranker_mse' trains on \[false, true\].*labels\.target: minmax",
+        ),
+        (
+            {"target": "logits"},
+            [{"name": "ranknet"}],
+            r"train\.losses\.0\.name: loss 'ranknet' trains on scores.*labels\.target: logits",
+        ),
+        (
+            {"kind": "listwise", "listwise": {"ranker": "teacher"}, "target": "logits"},
+            [{"name": "inranker_mse"}],
+            r"train\.losses\.0\.name: .*labels\.kind: listwise",
+        ),
+        ({}, [{"name": "joint"}], r"train: losses\.0\.name: loss 'joint' trains the decoder student"),
+    ],
+)
+def test_config_refuses_a_loss_the_labels_cannot_train(labels: dict, losses: list, message: str) -> None:
+    """The rows' label kind follows from labels.kind and labels.target, so `run --check` knows it."""
+    data = {"dataset": {"name": "scifact"}, "labels": labels, "train": {"losses": losses}}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_config_accepts_the_losses_that_fit_the_labels() -> None:
+    parse_config(
+        {
+            "dataset": {"name": "scifact"},
+            "labels": {"target": "logits"},
+            "train": {"losses": [{"name": "inranker_mse"}]},
+        }
+    )
+    # raw scores: their range is known only once labelled; the train stage checks it before training
+    parse_config(
+        {
+            "dataset": {"name": "scifact"},
+            "labels": {"target": "score"},
+            "train": {"losses": [{"name": "soft_bce"}]},
+        }
+    )
+    parse_config(
+        {
+            "dataset": {"name": "scifact"},
+            "labels": {"kind": "listwise", "listwise": {"ranker": "teacher"}},
+            "train": {"losses": [{"name": "ranknet"}]},
+        }
+    )
+
+
+def test_teacher_parameters_of_hf_and_http_llm_teachers(minilm_dir: Path, tmp_path: Path) -> None:
+    """An HF-backend LLM teacher counts the parameters of the model it loaded; an HTTP one's are unknown,
+    and the evaluate stage says "unknown (API)" (it said nothing for either)."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    from rankdistill.llm import load_llm
+    from rankdistill.llm.openai_compat import OpenAICompatLLM
+    from rankdistill.pipeline.stages.common import teacher_parameters
+    from rankdistill.teachers import EnsembleTeacher, FirstStageTeacher, TrueFalseTeacher
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir)
+    cfg = T5Config(vocab_size=len(tok), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+                   pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id,
+                   decoder_start_token_id=tok.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(cfg)
+    model.save_pretrained(tmp_path / "t5")
+    tok.save_pretrained(tmp_path / "t5")
+    hf = TrueFalseTeacher(load_llm({"backend": "hf", "model": str(tmp_path / "t5"), "dtype": "fp32"}))
+    try:
+        assert teacher_parameters(hf) == model.num_parameters() > 0
+        from rankdistill.pipeline.stages.common import API_PARAMETERS, parameters_note
+
+        assert parameters_note(hf) is None
+    finally:
+        hf.close()
+    http = TrueFalseTeacher(OpenAICompatLLM("http://127.0.0.1:9/v1", "some-model", max_retries=0))
+    assert teacher_parameters(http) is None and parameters_note(http) == API_PARAMETERS == "unknown (API)"
+    ensemble = EnsembleTeacher([FirstStageTeacher(), http])
+    assert teacher_parameters(ensemble) is None and parameters_note(ensemble) == "unknown (API)"

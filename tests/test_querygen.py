@@ -324,3 +324,51 @@ def test_grounding_check_catches_few_shot_echoes():
     ]
     kept, n = drop_ungrounded(qs, corpus)
     assert [q.query_id for q in kept] == ["2"] and n == 1
+
+
+def test_keep_top_refuses_nan_scores():
+    """A NaN never sorts: every comparison with it is false, so the 'best' would be the first ones."""
+    qs = [
+        SyntheticQuery(str(i), f"query number {i}", "d", "m", mean_logprob=lp)
+        for i, lp in enumerate([float("nan"), -2.0, -0.1])
+    ]
+    with pytest.raises(ValueError, match=r"1 queries have a NaN 'mean_logprob'.*\['0'\]"):
+        keep_top(qs, "mean_logprob", top_k=1)
+
+
+def _answers_without_logprobs(path, body):
+    """An OpenAI-compatible server that writes a grounded query for each document but gives no
+    log-probabilities (`"logprobs": null`), as some servers do whatever the request asks."""
+    from test_llm_openai import completion
+
+    prompt = body.get("prompt", "")
+    last = prompt[prompt.rfind("Document:") :]
+    for word, query in (
+        ("Aspirin", " What does aspirin do to the heart?"),
+        ("BM25", " How does BM25 estimate document relevance?"),
+        ("mitochondria", " What energy do mitochondria produce in cells?"),
+    ):
+        if word in last:
+            return 200, completion(query, None), None
+    return 200, completion(" unrelated words here", None), None
+
+
+def test_logprob_filter_refuses_a_backend_without_logprobs(tmp_path):
+    """InPars v1 keeps the queries with the best mean token log-probability; without log-probabilities
+    it must fail naming the backend, not keep the first N (NaN sorts nowhere)."""
+    from rankdistill.llm.openai_compat import OpenAICompatLLM
+    from test_llm_openai import Stub
+
+    corpus = Corpus(DOCS, name="tiny")
+    config = QueryGenConfig(method="vanilla", n_docs=None, filter="logprob", keep_top_k=2, min_doc_words=3)
+    with Stub(_answers_without_logprobs) as server:
+        llm = OpenAICompatLLM(server.url, "stub-model", max_retries=0)
+        with pytest.raises(RankdistillError, match=r"openai backend.*no log-probabilit.*3 of 3.*filter"):
+            generate_synthetic_queries(corpus, config, llm=llm, out_dir=tmp_path, show_progress=False)
+        # the generations are kept: the same queries without that filter need no new request
+        asked = len(server.requests)
+        unfiltered = QueryGenConfig(method="vanilla", n_docs=None, min_doc_words=3)
+        result = generate_synthetic_queries(
+            corpus, unfiltered, llm=llm, out_dir=tmp_path, show_progress=False
+        )
+        assert len(server.requests) == asked and len(result.queries) == 3

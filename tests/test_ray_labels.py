@@ -23,9 +23,20 @@ def _spec(cache: Path) -> dict:
 
 def _records(store) -> dict:
     return {
-        r.key: (r.kind, r.teacher, r.teacher_id, r.query_id, r.query, r.doc_ids, r.value)
+        r.key: (r.kind, r.teacher, r.teacher_id, r.query_id, r.query, r.doc_ids, r.value, r.doc)
         for r in store.iter_records()
     }
+
+
+def _exported(store, path: Path) -> list[dict]:
+    """The training export (`LabelStore.export_jsonl`) without what differs by run: time taken and when."""
+    import json
+
+    store.export_jsonl(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        del r["created_at"]
+    return sorted(rows, key=lambda r: r["key"])
 
 
 def test_ray_labels_identical_to_single_process(tmp_path: Path, data_dir: Path, minilm_dir: Path) -> None:
@@ -50,6 +61,7 @@ def test_ray_labels_identical_to_single_process(tmp_path: Path, data_dir: Path, 
             load_teacher(_spec(tmp_path / "emb-local")), candidates, local, batch_size=6, show_progress=False
         )
         expected = _records(local)
+        expected_export = _exported(local, tmp_path / "local.jsonl")
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -59,6 +71,7 @@ def test_ray_labels_identical_to_single_process(tmp_path: Path, data_dir: Path, 
                 _spec(tmp_path / "emb-ray"), candidates, store, options=options, batch_size=6
             )
             got = _records(store)
+            got_export = _exported(store, tmp_path / "ray.jsonl")
             # a second call finds everything stored and starts no actor
             from rankdistill.labels.ray_backend import RayScorer
 
@@ -72,5 +85,8 @@ def test_ray_labels_identical_to_single_process(tmp_path: Path, data_dir: Path, 
     # 32 bi-encoder labels + 32 fused ensemble labels, under the same keys with the same values
     assert len(expected) == 64
     assert got == expected
+    # the export trains the same whichever backend labelled: Ray rows carry the document text too
+    assert got_export == expected_export
+    assert all(r["doc"] for r in got_export if r["kind"] == "pointwise")
     assert labels == local_labels == again
     assert len({lab.score for lab in labels}) > 10  # real, varied scores

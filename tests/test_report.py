@@ -173,3 +173,19 @@ def test_headline_ratio_and_whether_distillation_paid_off(student_pps, want_spee
     assert "Distillation paid off: the student keeps 100.0% of the teacher's nDCG@10 at 20x" in headline(
         parse_results(data)
     )
+
+
+def test_headline_and_table_say_how_much_smaller_the_student_is():
+    from rankdistill.report.render import headline, summary_rows
+
+    data = _results()
+    data["systems"][1]["parameters"] = 335_000_000
+    text = headline(parse_results(data))
+    assert "The student has 22.7M parameters, 14.8x fewer than the teacher (335.0M)." in text
+    # a teacher behind an HTTP API: its size is unknown, and the report says so rather than nothing
+    data["systems"][1]["parameters"] = None
+    data["systems"][1]["parameters_note"] = "unknown (API)"
+    results = parse_results(data)
+    assert "The student has 22.7M parameters; the teacher's are unknown (API)." in headline(results)
+    _, rows = summary_rows(results)
+    assert rows[1][-1] == "unknown (API)" and rows[2][-1] == "22.7M"

@@ -163,3 +163,95 @@ def test_reranking_evaluator_on_scifact(data_dir, minilm_dir):
     assert metrics["dev_nDCG@10"] == pytest.approx(
         evaluate(student_run, subset, measures=("nDCG@10",))["nDCG@10"]
     )
+
+
+STORE = {"label_store": "labels.sqlite", "dataset": "scifact"}
+
+
+@pytest.mark.parametrize(
+    ("losses", "student", "data", "message"),
+    [
+        (
+            [{"name": "joint"}],
+            {},
+            {"jsonl": "x.jsonl"},
+            r"losses\.0\.name: loss 'joint' trains the decoder student",
+        ),
+        (
+            [{"name": "soft_bce"}, {"name": "st_margin_mse"}],
+            {},
+            {"jsonl": "x.jsonl"},
+            r"losses\.1\.name: loss 'st_margin_mse' needs \(query, positive, negative",
+        ),
+        (
+            [{"name": "mse"}],
+            {"num_labels": 2},
+            {"jsonl": "x.jsonl"},
+            r"losses\.0\.name: loss 'mse' needs a student with 1 output label.*student\.num_labels is 2",
+        ),
+        (
+            [{"name": "bce"}],
+            {"num_labels": 2},
+            {"jsonl": "x.jsonl"},
+            r"losses\.0\.name: loss 'bce' needs a student with 1 output label",
+        ),
+        (
+            [{"name": "listnet"}],
+            {},
+            {**STORE, "label": "logits"},
+            r"losses\.0\.name: loss 'listnet' trains on scores.*phases\.0\.data\.label: logits",
+        ),
+        (
+            [{"name": "inranker_mse"}],
+            {},
+            {**STORE, "label": "minmax"},
+            r"losses\.0\.name: loss 'inranker_mse' trains on \[false, true\] logit pairs.*data\.label: minmax",
+        ),
+    ],
+)
+def test_config_refuses_a_loss_that_cannot_train_on_its_rows(tmp_path, losses, student, data, message):
+    """Every registered loss passes validation only where it can train on the rows the config gives:
+    these each failed at the first training step."""
+    cfg = {
+        "output_dir": str(tmp_path),
+        "student": student,
+        "losses": losses,
+        "phases": [{"name": "p1", "data": data}],
+    }
+    with pytest.raises(RankdistillError, match=message):
+        parse_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("loss", "labels", "message"),
+    [
+        (
+            "inranker_mse",
+            [0.9, 0.1],
+            r"losses\.0\.name: loss 'inranker_mse' trains on \[false, true\] logit pairs",
+        ),
+        (
+            "soft_bce",
+            [3.0, -2.0],
+            r"losses\.0\.name: loss 'soft_bce' trains on probabilities in \[0, 1\].*\[-2, 3\]",
+        ),
+        ("ranknet", [[0.0, 1.0], [1.0, 0.0]], r"losses\.0\.name: loss 'ranknet' trains on scores"),
+    ],
+)
+def test_train_refuses_rows_a_loss_cannot_train_on_before_loading_the_model(tmp_path, loss, labels, message):
+    """JSONL labels are known once read: the check runs before the student loads (here: none exists)."""
+    from rankdistill.training.run import train_from_config
+
+    rows = tmp_path / "rows.jsonl"
+    write_pairs_jsonl(rows, [{"query": "q", "document": f"d{i}", "label": x} for i, x in enumerate(labels)])
+    cfg = parse_config(
+        {
+            "output_dir": str(tmp_path / "out"),
+            "student": {"base": str(tmp_path / "no-such-model")},
+            "losses": [{"name": loss}],
+            "phases": [{"name": "p1", "data": {"jsonl": str(rows)}}],
+        }
+    )
+    with pytest.raises(RankdistillError, match=message) as err:
+        train_from_config(cfg)
+    assert "phase 'p1'" in str(err.value) and str(rows) in str(err.value)

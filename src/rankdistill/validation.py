@@ -30,6 +30,17 @@ def validation_error_lines(
     return lines
 
 
+def key_error(title: str, loc: tuple[str | int, ...], message: str) -> ValidationError:
+    """A pydantic error on one key (`loc`, e.g. ("losses", 0, "name")), for a validator that checks
+    several keys together to raise, so that the error names the key to change, not "(top level)"."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    detail = InitErrorDetails(
+        type=PydanticCustomError("config", "{message}", {"message": message}), loc=loc, input=None
+    )
+    return ValidationError.from_exception_data(title, [detail])
+
+
 def validate_config(
     model: type[M], data: Any, source: str, what: str, error: type[Exception] = RankdistillError
 ) -> M:

@@ -225,14 +225,29 @@ def download_beir(name: str, root: Path) -> Path:
     return root / name
 
 
+#: parts of an ir_datasets id that name its split, and the BEIR split name each becomes
+IRDS_SPLITS = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "test": "test"}
+
+
+def irds_split(dataset_id: str) -> str:
+    """The split an ir_datasets id's queries and qrels belong to: the last part of the id that names
+    one (`beir/scifact/train` -> train, `msmarco-passage/dev/small` -> dev, `beir/nfcorpus/validation`
+    -> dev); test when no part does (`trec-robust04`, `beir/cqadupstack/android`: evaluation sets)."""
+    parts = [p.lower() for p in dataset_id.strip("/").split("/")[1:]]
+    return next((IRDS_SPLITS[p] for p in reversed(parts) if p in IRDS_SPLITS), "test")
+
+
 def from_ir_datasets(dataset_id: str) -> Dataset:
-    """Materialise an ir_datasets id once as a BEIR folder in the cache, then open it like any other."""
+    """Materialise an ir_datasets id once as a BEIR folder in the cache, then open it like any other.
+    Its qrels become the split the id names (`irds_split`)."""
     irds = require("ir_datasets", "datasets", "Loading ir_datasets ids")
     from rankdistill.data.jsonl import write_jsonl
 
     ds = irds.load(dataset_id)
     folder = cache_dir() / "irds" / dataset_id.replace("/", "__")
-    if not is_beir_folder(folder):
+    split = irds_split(dataset_id)
+    # a folder without this split's qrels was written by an earlier version (every qrel under test)
+    if not is_beir_folder(folder) or not (folder / "qrels" / f"{split}.tsv").is_file():
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "qrels").mkdir(parents=True)
@@ -243,7 +258,7 @@ def from_ir_datasets(dataset_id: str) -> Dataset:
                 for q in ds.queries_iter()
             ),
         )
-        with open(tmp / "qrels" / "test.tsv", "w", encoding="utf-8") as fh:
+        with open(tmp / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as fh:
             fh.write("query-id\tcorpus-id\tscore\n")
             for qr in ds.qrels_iter():
                 fh.write(f"{qr.query_id}\t{qr.doc_id}\t{qr.relevance}\n")
@@ -258,5 +273,6 @@ def from_ir_datasets(dataset_id: str) -> Dataset:
                 for d in ds.docs_iter()
             ),
         )
+        shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     return Dataset(folder, name=dataset_id)

@@ -28,6 +28,13 @@ def pair_key(teacher: PointwiseTeacher, query: str, doc: str) -> str:
     return LabelStore.key(teacher.identity(), teacher.prompt_identity(), query, doc)
 
 
+def pair_job(key: str, candidate: Candidate) -> LabelJob:
+    """The job of one candidate's pointwise label: the (query, document) pair the teacher scores, and
+    the ids and texts the stored label keeps (the document text makes the export trainable)."""
+    c = candidate
+    return LabelJob(key, (c.query, c.doc), query_id=c.query_id, doc_ids=[c.doc_id], query=c.query, doc=c.doc)
+
+
 class StoreScorer:
     """A PairScorer that reads and writes the label store (see `rankdistill.teachers.base.PairScorer`).
 
@@ -42,10 +49,7 @@ class StoreScorer:
     def __call__(self, teacher: PointwiseTeacher, candidates: list[Candidate]) -> list[PointwiseLabel]:
         identity, prompt = teacher.identity(), teacher.prompt_identity()
         keys = [LabelStore.key(identity, prompt, c.query, c.doc) for c in candidates]
-        jobs = [
-            LabelJob(k, (c.query, c.doc), query_id=c.query_id, doc_ids=[c.doc_id], query=c.query, doc=c.doc)
-            for k, c in zip(keys, candidates, strict=True)
-        ]
+        jobs = [pair_job(k, c) for k, c in zip(keys, candidates, strict=True)]
 
         def compute(pairs: list[tuple[str, str]]) -> list[dict]:
             return [label.to_json() for label in teacher.score(pairs)]

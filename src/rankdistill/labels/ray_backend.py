@@ -41,8 +41,9 @@ from typing import Any
 
 from rankdistill.errors import RankdistillError, require
 from rankdistill.hardware import THREADS_ENV
-from rankdistill.labels.runner import BatchFailed, Compute, RemoteCompute, RunStats
-from rankdistill.labels.store import LabelRecord, LabelStore
+from rankdistill.labels.pointwise import pair_job
+from rankdistill.labels.runner import BatchFailed, Compute, LabelJob, RemoteCompute, RunStats
+from rankdistill.labels.store import LabelStore
 from rankdistill.llm.base import LLM
 from rankdistill.teachers import PointwiseLabel, PointwiseTeacher, load_teacher
 from rankdistill.teachers.base import Candidate
@@ -141,18 +142,19 @@ class RayScorer:
         t0 = time.perf_counter()
         identity, prompt = teacher.identity(), teacher.prompt_identity()
         keys = [LabelStore.key(identity, prompt, c.query, c.doc) for c in candidates]
-        # Same de-duplication and batch cut as run_jobs: fixed batches over the full (unique) job list.
-        unique: dict[str, Candidate] = {}
+        # Same jobs, de-duplication and batch cut as run_jobs: fixed batches over the full (unique) job list.
+        unique: dict[str, LabelJob] = {}
         for k, c in zip(keys, candidates, strict=True):
-            unique.setdefault(k, c)
-        ordered = list(unique.items())
+            if k not in unique:
+                unique[k] = pair_job(k, c)
+        ordered = list(unique.values())
         size = self.batch_size or teacher.batch_size
         teacher_id = self.store.register_teacher(teacher.name, {"teacher": identity, "prompt": prompt})
         stored = self.store.has_many(unique)
         stats = RunStats(total=len(ordered), cached=len(stored))
         batches = []
         for i in range(0, len(ordered), size):
-            todo = [(k, c) for k, c in ordered[i : i + size] if k not in stored]
+            todo = [job for job in ordered[i : i + size] if job.key not in stored]
             if todo:
                 batches.append(todo)
         if batches:
@@ -167,7 +169,7 @@ class RayScorer:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own bar below counts committed labels
         rows = [
-            {"batch": i, "pairs": json.dumps([[c.query, c.doc] for _, c in b], ensure_ascii=False)}
+            {"batch": i, "pairs": json.dumps([list(job.payload) for job in b], ensure_ascii=False)}
             for i, b in enumerate(batches)
         ]
         opts = self.options
@@ -198,24 +200,16 @@ class RayScorer:
                 values = json.loads(row["values"])
                 if len(values) != len(todo):
                     raise RuntimeError(f"actor returned {len(values)} labels for a batch of {len(todo)}")
-                records = [
-                    LabelRecord(
-                        k,
-                        "pointwise",
-                        teacher.name,
-                        v,
-                        [c.doc_id],
-                        c.query_id,
-                        c.query,
-                        teacher_id,
-                        compute_ms=float(row["ms"]),
-                    )
-                    for (k, c), v in zip(todo, values, strict=True)
-                ]
-                self.store.put_many(records)
+                ms = float(row["ms"])
+                self.store.put_many(
+                    [
+                        job.record("pointwise", teacher.name, v, teacher_id, compute_ms=ms)
+                        for job, v in zip(todo, values, strict=True)
+                    ]
+                )
                 stats.computed += len(todo)
                 stats.batches += 1
-                stats.compute_seconds += float(row["ms"]) * len(todo) / 1000.0
+                stats.compute_seconds += ms * len(todo) / 1000.0
                 bar.update(len(todo))
 
 

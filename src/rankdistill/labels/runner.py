@@ -45,6 +45,24 @@ class LabelJob:
     query: str | None = None
     doc: str | None = None  # document text to keep with the label (pointwise), for training exports
 
+    def record(
+        self, kind: str, teacher_name: str, value: Any, teacher_id: str, compute_ms: float | None = None
+    ) -> LabelRecord:
+        """The stored label of this job: its computed `value` with what it is about (ids and texts), the
+        same whichever backend computed it (this process or Ray)."""
+        return LabelRecord(
+            self.key,
+            kind,
+            teacher_name,
+            value,
+            list(self.doc_ids),
+            self.query_id,
+            self.query,
+            teacher_id,
+            compute_ms=compute_ms,
+            doc=self.doc,
+        )
+
 
 @dataclass
 class RunStats:
@@ -215,18 +233,7 @@ def run_jobs(
             out = [json.loads(json.dumps(v, ensure_ascii=False)) for v in out]
             store.put_many(
                 [
-                    LabelRecord(
-                        job.key,
-                        kind,
-                        teacher_name,
-                        value,
-                        list(job.doc_ids),
-                        job.query_id,
-                        job.query,
-                        teacher_id,
-                        compute_ms=ms,
-                        doc=job.doc,
-                    )
+                    job.record(kind, teacher_name, value, teacher_id, compute_ms=ms)
                     for job, value in zip(todo, out, strict=True)
                 ]
             )

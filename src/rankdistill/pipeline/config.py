@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankdistill.errors import RankdistillError
-from rankdistill.validation import validate_config, validation_error_lines
+from rankdistill.validation import key_error, validate_config, validation_error_lines
 
 
 class ConfigError(RankdistillError, ValueError):
@@ -53,13 +53,25 @@ class QueriesSection(BaseModel):
     """InRanker phase 2 (InPars): synthetic queries for sampled corpus documents.
 
     `method`: vanilla | gbq (written by `llm`) | sentence | title (no LLM) | none (skip the phase).
-    Any other key is a field of `rankdistill.teachers.querygen.QueryGenConfig` (n_docs, n_per_doc,
-    negatives, max_tokens, filter, keep_share, ...)."""
+    `teacher`: the teacher of `filter: teacher` (InPars v2: each query's score is the teacher's score of
+    (query, source document)); None: labels.teacher. Any other key is a field of
+    `rankdistill.teachers.querygen.QueryGenConfig` (n_docs, n_per_doc, negatives, max_tokens, filter,
+    keep_share, ...)."""
 
     model_config = ConfigDict(extra="allow")
 
     method: str = "vanilla"
     llm: str | dict[str, Any] | None = "llamacpp:gemma3-270m"
+    teacher: str | dict[str, Any] | None = None
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_spec(cls, spec):
+        if spec is not None:
+            from rankdistill.teachers import teacher_config
+
+            teacher_config(spec)  # parses without loading any model; raises ValueError naming the problem
+        return spec
 
     @model_validator(mode="after")
     def _known_fields(self) -> QueriesSection:
@@ -72,7 +84,9 @@ class QueriesSection(BaseModel):
         known = {f.name for f in dataclasses.fields(QueryGenConfig)}
         unknown = sorted(set(self.model_extra or {}) - known)
         if unknown:
-            raise ValueError(f"unknown key(s) {unknown}; expected one of {sorted(known | {'llm'})}")
+            raise ValueError(
+                f"unknown key(s) {unknown}; expected one of {sorted(known | {'llm', 'teacher'})}"
+            )
         try:
             self.querygen_config(seed=0).check()
         except (TypeError, ValueError) as exc:
@@ -193,6 +207,19 @@ class LabelsSection(_Strict):
             or self.pointwise_weight > 0
             or self.fallback == "pointwise"
         )
+
+    @property
+    def row_labels(self) -> tuple[str, str]:
+        """The kind of label the training rows get (`rankdistill.training.losses.LABELS`, or "scalar": a
+        number whose range is known once labelled) and the keys that decide it, for messages."""
+        if self.kind != "pointwise":
+            return "probability", f"labels.kind: {self.kind} gives rank targets in [0, 1]"
+        kind, gives = {
+            "minmax": ("probability", "per-query min-max scores in [0, 1]"),
+            "score": ("scalar", "the teacher's raw scores"),
+            "logits": ("logits", "[false, true] logit pairs"),
+        }[self.target]
+        return kind, f"labels.target: {self.target} gives {gives}"
 
     @property
     def list_size(self) -> int:
@@ -346,6 +373,47 @@ class PipelineConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _losses_fit_the_labels(self) -> PipelineConfig:
+        kind, why = self.labels.row_labels
+        phases = [{"name": "check", "data": {"jsonl": "labels.jsonl"}}]
+        found = self.train.train_config(Path("."), self.seed, phases).loss_problem(kind)
+        if found is not None:
+            i, problem = found
+            raise key_error("PipelineConfig", ("train", "losses", i, "name"), f"{problem}; {why}")
+        return self
+
+    @model_validator(mode="after")
+    def _filter_teacher_scores_pairs(self) -> PipelineConfig:
+        spec = self.query_filter_teacher
+        if spec is None:
+            return self
+        from rankdistill.teachers.querygen import filter_teacher_problem
+
+        problem = filter_teacher_problem(spec)
+        if problem is not None:
+            which = (
+                f"teacher {spec!r}"
+                if self.queries.teacher is not None
+                else f"labels.teacher {spec!r} (what it uses when queries.teacher is not set)"
+            )
+            raise key_error(
+                "PipelineConfig",
+                ("queries", "teacher"),
+                f"queries.filter: teacher (InPars v2) scores each synthetic query's (query, source document) "
+                f"pair alone, and {which} cannot: {problem}. Set queries.teacher to one teacher, e.g. "
+                "minilm, cross-encoder:<model> or truefalse:<llm>",
+            )
+        return self
+
+    @property
+    def query_filter_teacher(self) -> str | dict[str, Any] | None:
+        """The teacher spec of the InPars v2 filter (`queries.filter: teacher`): queries.teacher, else
+        labels.teacher; None when no such filter runs."""
+        if self.queries.method == "none" or (self.queries.model_extra or {}).get("filter") != "teacher":
+            return None
+        return self.queries.teacher if self.queries.teacher is not None else self.labels.teacher
+
     @property
     def resolved_run_dir(self) -> Path:
         return self.run_dir or Path("runs") / self.name
@@ -359,25 +427,27 @@ def parse_config(data: Any, source: str = "config") -> PipelineConfig:
 def check_dataset(config: PipelineConfig, source: str = "config") -> None:
     """What `run --check` adds to validation: the dataset exists (here, or as a BEIR download) and has
     the splits the config names; a ConfigError in one line otherwise."""
-    from rankdistill.data.datasets import BEIR_MD5, Dataset, resolve_dataset
+    from rankdistill.data.datasets import BEIR_MD5, Dataset, irds_split, resolve_dataset
 
     ds = config.dataset
     if ds.name.startswith("irds:"):
-        return  # ir_datasets resolves (and may download) only when the data stage runs
-    try:
-        folder = resolve_dataset(ds.name, ds.data_dir, download=False)
-    except RankdistillError as exc:
-        if ds.name.removeprefix("beir/").strip("/") in BEIR_MD5:
-            return  # downloaded by the data stage
-        raise ConfigError(f"{source}: dataset.name: {exc}") from None
-    splits = Dataset(folder).splits
+        # ir_datasets resolves (and may download) only when the data stage runs; its split is in its id
+        splits, where = [irds_split(ds.name.removeprefix("irds:"))], f"{ds.name} (the split its id names)"
+    else:
+        try:
+            folder = resolve_dataset(ds.name, ds.data_dir, download=False)
+        except RankdistillError as exc:
+            if ds.name.removeprefix("beir/").strip("/") in BEIR_MD5:
+                return  # downloaded by the data stage
+            raise ConfigError(f"{source}: dataset.name: {exc}") from None
+        splits, where = Dataset(folder).splits, str(folder)
     for key, split in (
         ("dataset.eval_split", ds.eval_split),
         ("train_queries.split", config.train_queries.split),
     ):
         if split is not None and split not in splits:
             raise ConfigError(
-                f"{source}: {key}: no split {split!r} in {folder}; available: {', '.join(splits) or 'none'}"
+                f"{source}: {key}: no split {split!r} in {where}; available: {', '.join(splits) or 'none'}"
             )
 
 

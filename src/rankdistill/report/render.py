@@ -26,9 +26,9 @@ def _fmt_rate(x: float | None) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
 
 
-def _fmt_params(n: int | None) -> str:
+def _fmt_params(n: int | None, note: str | None = None) -> str:
     if n is None:
-        return "–"
+        return note or "–"
     if n == 0:
         return "0 (no model)"
     return f"{n / 1e6:,.1f}M" if n >= 1e6 else f"{n:,}"
@@ -41,7 +41,15 @@ def summary_rows(results: EvaluationResults) -> tuple[list[str], list[list[str]]
     rows = []
     for s in results.systems:
         cells = [f"{s.metrics[m]:.4f}" if m in s.metrics else "–" for m in measures]
-        rows.append([s.name, s.role, *cells, _fmt_rate(s.pairs_per_second), _fmt_params(s.parameters)])
+        rows.append(
+            [
+                s.name,
+                s.role,
+                *cells,
+                _fmt_rate(s.pairs_per_second),
+                _fmt_params(s.parameters, s.parameters_note),
+            ]
+        )
     return header, rows
 
 
@@ -58,12 +66,34 @@ def headline(results: EvaluationResults) -> str:
     text = f"The student {verdict} {base.name}: {m} {student.metrics[m]:.4f} vs {base.metrics[m]:.4f}, {diff:+.4f}{rel}."
     if teacher is not None:
         text += f" Teacher: {teacher.metrics[m]:.4f}."
+        size = size_text(student, teacher)
+        if size:
+            text += f" {size}"
     if student.pairs_per_second and teacher is not None and teacher.pairs_per_second:
         ratio = student.pairs_per_second / teacher.pairs_per_second
         text += f" {speed_ratio_text(ratio)}"
         if teacher.metrics.get(m):
             text += f" {paid_off_text(student.metrics[m] / teacher.metrics[m], ratio, m)}"
     return text
+
+
+def size_text(student: SystemResult, teacher: SystemResult) -> str:
+    """How much smaller the student is than the teacher, or why the teacher's size is unknown; "" when
+    the student's size is unknown or the teacher runs no model (BM25)."""
+    if not student.parameters:
+        return ""
+    have = f"The student has {_fmt_params(student.parameters)} parameters"
+    if teacher.parameters is None:
+        return f"{have}; the teacher's are {teacher.parameters_note}." if teacher.parameters_note else ""
+    if teacher.parameters == 0:
+        return ""
+    ratio = teacher.parameters / student.parameters
+    than = f"the teacher ({_fmt_params(teacher.parameters)})"
+    if 0.95 <= ratio <= 1.05:
+        return f"{have}, about as many as {than}."
+    if ratio >= 1:
+        return f"{have}, {ratio:.3g}x fewer than {than}."
+    return f"{have}, {1 / ratio:.3g}x more than {than}."
 
 
 def speed_ratio_text(ratio: float) -> str:

@@ -39,6 +39,7 @@ class SystemResult(BaseModel):
     per_query: dict[str, dict[str, float]] = Field(default_factory=dict)
     pairs_per_second: float | None = Field(default=None, ge=0)
     parameters: int | None = Field(default=None, ge=0)
+    parameters_note: str | None = None  # why `parameters` is unknown, e.g. "unknown (API)"
     seconds: float | None = None
     description: str = ""
 

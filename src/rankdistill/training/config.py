@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from rankdistill.validation import read_yaml, validate_config, validation_error_lines
+from rankdistill.validation import key_error, read_yaml, validate_config, validation_error_lines
 
 
 class _Strict(BaseModel):
@@ -187,6 +187,11 @@ class LossConfig(_Strict):
         return name
 
 
+#: the kind of label (`rankdistill.training.losses.LABELS`, or "scalar": a number of unknown range) each
+#: `DataConfig.label` gives rows from the label store: "probability" takes the stored score as it is
+STORE_LABELS = {"minmax": "probability", "probability": "scalar", "logits": "logits"}
+
+
 class DataConfig(_Strict):
     """Where a phase's (query, document, label) rows come from: a JSONL file, or the label store (whose
     records name document ids, resolved against `dataset`'s corpus)."""
@@ -291,6 +296,7 @@ class TrainConfig(_Strict):
                         f"phase {p.name!r}: data.comparisons (comparison reasoning) trains the decoder "
                         "student only; set student.type: decoder or remove it"
                     )
+            self._losses_fit_the_rows()
         for p in self.phases:
             try:
                 TrainingConfig(**{**self.training.model_dump(), **p.training})
@@ -299,6 +305,36 @@ class TrainConfig(_Strict):
                     f"phase {p.name!r}: bad 'training' override: {validation_error_lines(exc)[0]}"
                 ) from None
         return self
+
+    def loss_problem(self, labels: str | None = None) -> tuple[int, str] | None:
+        """The first of `losses` (its index, and why) that cannot train this student on pair rows whose
+        labels are of kind `labels` (see `rankdistill.training.losses.loss_problem`; None: not known);
+        None when every one can. The decoder student trains with its joint loss, not with `losses`."""
+        if self.student.type == "decoder":
+            return None
+        from rankdistill.training.losses import loss_problem
+
+        for i, spec in enumerate(self.losses):
+            problem = loss_problem(spec.name, num_labels=self.student.num_labels, labels=labels)
+            if problem is not None:
+                return i, problem
+        return None
+
+    def _losses_fit_the_rows(self) -> None:
+        """What is known before any row is read: the student, and the labels of label-store phases
+        (`rankdistill train` checks JSONL labels once read, before the student loads)."""
+        from rankdistill.training.losses import LABELS
+
+        found, why = self.loss_problem(), ""
+        for j, p in enumerate(self.phases):
+            if found is None and p.data.label_store is not None:
+                kind = STORE_LABELS[p.data.label]
+                found = self.loss_problem(kind)
+                gives = LABELS.get(kind, "the stored scores as they are")
+                why = f"; phases.{j}.data.label: {p.data.label} gives {gives}"
+        if found is not None:
+            i, problem = found
+            raise key_error("TrainConfig", ("losses", i, "name"), problem + why)
 
     def _decoder_only_keys(self) -> None:
         if [x.model_dump() for x in self.losses] != [LossConfig(name="soft_bce").model_dump()]:

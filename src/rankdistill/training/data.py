@@ -40,6 +40,16 @@ def _label(value: Any, path, lineno) -> float | list[float]:
     return label
 
 
+def label_kind(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The kind of the rows' labels (a `rankdistill.training.losses.LABELS` key: "logits" for [false, true]
+    pairs, "probability" when every number is in [0, 1], else "score") and, for messages, what they are."""
+    labels = [r["label"] for r in rows]
+    if any(isinstance(x, (list, tuple)) for x in labels):
+        return "logits", "[false, true] logit pairs"
+    lo, hi = min(labels), max(labels)
+    return ("probability" if lo >= 0 and hi <= 1 else "score"), f"labels in [{lo:.3g}, {hi:.3g}]"
+
+
 def read_pairs_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows `{"query": str, "document": str, "label": float | [false_logit, true_logit]}`.
 

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from rankdistill.errors import DataError
+from rankdistill.errors import DataError, RankdistillError
 from rankdistill.evaluation.fusion import minmax
 from rankdistill.training.config import (
     DataConfig,
@@ -19,7 +19,7 @@ from rankdistill.training.config import (
     TrainConfig,
     TrainingConfig,
 )
-from rankdistill.training.data import is_finite_label, read_pairs_jsonl
+from rankdistill.training.data import is_finite_label, label_kind, read_pairs_jsonl
 from rankdistill.training.trainer import Phase, TrainSettings, train_phases
 from rankdistill.utils import stable_hash
 
@@ -235,8 +235,15 @@ def train_from_config(cfg: TrainConfig) -> Path:
         json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
     )
     phases = []  # read (and check) every phase's rows before the model loads: bad data fails fast
-    for p in cfg.phases:
+    for i, p in enumerate(cfg.phases):
         rows = phase_rows(p.data, cfg.seed, cfg.data_dir)
+        kind, what = label_kind(rows)
+        found = cfg.loss_problem(kind)
+        if found is not None:
+            source = p.data.jsonl if p.data.jsonl is not None else p.data.label_store
+            raise RankdistillError(
+                f"losses.{found[0]}.name: {found[1]}; phase {p.name!r} ({source}, phases.{i}.data) has {what}"
+            )
         log.info("phase %s: %d training rows", p.name, len(rows))
         phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed)))
     model = create(

@@ -57,7 +57,14 @@ def build_stages() -> list[Stage]:
         Stage(
             "queries",
             run_queries,
-            lambda c: {"queries": _dump(c.queries), "bm25": _dump(c.bm25), "seed": c.seed},
+            # the filter's teacher as resolved (queries.teacher, else labels.teacher), only where one runs,
+            # so the settings of a run without it hash as before
+            lambda c: {
+                "queries": c.queries.model_dump(mode="json", exclude={"teacher"}),
+                "bm25": _dump(c.bm25),
+                "seed": c.seed,
+                **({"filter_teacher": c.query_filter_teacher} if c.query_filter_teacher is not None else {}),
+            },
             external=_dataset_fingerprint,
             description="synthetic queries (InPars)",
         ),  # reads only the corpus

@@ -119,8 +119,14 @@ def count_parameters(path: str | Path) -> int | None:
     return total or None
 
 
+#: what the report says of a model behind an HTTP API, whose parameters it cannot count
+API_PARAMETERS = "unknown (API)"
+
+
 def teacher_parameters(teacher: Any) -> int | None:
-    """Parameters of every model a teacher runs (ensemble members summed; BM25 counts 0)."""
+    """Parameters of every model a teacher runs (ensemble members summed; BM25 counts 0): read from the
+    model file's header, or counted in the model an LLM backend loaded (transformers); None when unknown
+    (a model behind an HTTP API: see `parameters_note`)."""
     members = getattr(teacher, "members", None)
     if members is not None:
         counts = [teacher_parameters(m) for m in members]
@@ -130,5 +136,24 @@ def teacher_parameters(teacher: Any) -> int | None:
     path = getattr(teacher, "model_path", None)
     llm = getattr(teacher, "llm", None)
     if path is None and llm is not None:
+        loaded = getattr(llm, "model", None)  # transformers: the loaded model counts itself
+        if callable(getattr(loaded, "num_parameters", None)):
+            return int(loaded.num_parameters())
         path = getattr(llm, "path", None)
     return count_parameters(path) if path is not None else None
+
+
+def _over_http(teacher: Any) -> bool:
+    """Whether a teacher's model answers over HTTP: an LLM of an OpenAI-compatible server (`base_url`),
+    or a teacher that posts to an endpoint itself (the rerank-API teacher's `url`)."""
+    llm = getattr(teacher, "llm", None)
+    return isinstance(getattr(llm, "base_url", None), str) or isinstance(getattr(teacher, "url", None), str)
+
+
+def parameters_note(teacher: Any) -> str | None:
+    """Why a teacher's parameters are not counted, for the report: API_PARAMETERS when a model it runs
+    (itself, or an ensemble member) is behind an HTTP API; None otherwise."""
+    members = getattr(teacher, "members", None)
+    if members is not None:
+        return API_PARAMETERS if any(parameters_note(m) for m in members) else None
+    return API_PARAMETERS if _over_http(teacher) else None

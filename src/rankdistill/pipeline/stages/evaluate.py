@@ -18,6 +18,7 @@ from rankdistill.pipeline.stages.common import (
     _read_queries,
     _teacher,
     count_parameters,
+    parameters_note,
     teacher_parameters,
 )
 from rankdistill.pipeline.stages.labels import label_with_backend
@@ -186,6 +187,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             pps,
             teacher_parameters(teacher),
             f"{spec}; throughput measured with its caches warm (e.g. document embeddings)",
+            parameters_note=parameters_note(teacher),
         )
 
     student_dir = ctx.stage_dir("train") / "student"

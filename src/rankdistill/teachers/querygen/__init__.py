@@ -7,6 +7,7 @@ from rankdistill.teachers.querygen.filtering import (
     dedupe,
     drop_copied,
     drop_ungrounded,
+    filter_teacher_problem,
     keep_top,
     score_sources,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "dedupe",
     "drop_copied",
     "drop_ungrounded",
+    "filter_teacher_problem",
     "generate_synthetic_queries",
     "is_grounded",
     "keep_top",

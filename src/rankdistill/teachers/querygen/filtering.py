@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rankdistill.data.types import Corpus
 from rankdistill.teachers.base import Candidate, PairScorer, PointwiseTeacher, direct_scorer
+from rankdistill.teachers.ensemble import FirstStageTeacher
 from rankdistill.teachers.querygen.records import SyntheticQuery
 from rankdistill.teachers.querygen.text import is_copied, is_grounded, normalise_query
 
@@ -58,6 +60,9 @@ def keep_top(
     missing = [q.query_id for q in queries if getattr(q, by) is None]
     if missing:
         raise ValueError(f"{len(missing)} queries have no {by!r} to filter on (e.g. {missing[:3]})")
+    nan = [q.query_id for q in queries if math.isnan(getattr(q, by))]
+    if nan:  # every comparison with NaN is false: sorting would keep whatever comes first
+        raise ValueError(f"{len(nan)} queries have a NaN {by!r}, which ranks nowhere (e.g. {nan[:3]})")
     n = len(queries)
     if share is not None:
         n = min(n, math.ceil(share * len(queries)))
@@ -66,6 +71,27 @@ def keep_top(
     order = sorted(range(len(queries)), key=lambda i: (-getattr(queries[i], by), i))
     keep = set(order[:n])
     return [q for i, q in enumerate(queries) if i in keep]
+
+
+def filter_teacher_problem(teacher: PointwiseTeacher | str | Mapping[str, Any]) -> str | None:
+    """Why a teacher (loaded, or a spec: parsed, nothing loaded) cannot serve the InPars v2 filter, which
+    scores each synthetic query's (query, source document) pair on its own; None when it can."""
+    if isinstance(teacher, FirstStageTeacher):
+        kind = "first-stage"
+    elif isinstance(teacher, PointwiseTeacher):
+        kind = "ensemble" if teacher.depends_on_candidates else None
+    else:
+        from rankdistill.teachers import teacher_config
+
+        kind = teacher_config(teacher)["type"]
+    if kind == "ensemble":
+        return (
+            "it is an ensemble, whose labels are its members' scores normalised over each query's candidates; "
+            "a synthetic query has one pair to score, so every score would tie"
+        )
+    if kind == "first-stage":
+        return "first-stage scores come with a run's candidates, and a (query, source document) pair has none"
+    return None
 
 
 def score_sources(
@@ -81,6 +107,9 @@ def score_sources(
     The positive text is the source document, or `positive_text` when set. `scorer` decides how labels
     are computed: directly (default) or through a label store (`rankdistill.labels`), cached and resumable.
     """
+    problem = filter_teacher_problem(teacher)
+    if problem is not None:
+        raise ValueError(f"teacher {teacher.name} cannot filter synthetic queries: {problem}")
     items = list(queries)
     candidates = [
         Candidate(q.query_id, q.text, q.source_doc_id, q.positive_text or corpus[q.source_doc_id].full_text)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ class QueryGenerator:
 
     `temperature` None means greedy for one query a document (as InPars) and 0.7 for several (so the
     samples differ). Documents are cut to `max_doc_words` words; generation stops at the end of the line.
+    `require_logprobs` (for the InPars v1 filter) stops the run at the first batch, or the first resumed
+    journal, where the backend gave a generation no log-probability (NaN); what was generated is journalled.
     """
 
     llm: LLM
@@ -120,6 +123,7 @@ class QueryGenerator:
     seed: int = 0
     max_doc_words: int = 200
     batch_size: int = 8
+    require_logprobs: bool = False  # decides what a run accepts, not what it writes: not in `identity`
     template: PromptTemplate = field(init=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +158,25 @@ class QueryGenerator:
             "seed": self.seed,
             "max_doc_words": self.max_doc_words,
         }
+
+    def check_logprobs(self, generations: Mapping[str, list[RawGeneration]]) -> None:
+        """With `require_logprobs`, refuse generations (doc id -> its generations) where the backend gave
+        a non-empty text no log-probability: the InPars v1 filter cannot rank them."""
+        if not self.require_logprobs:
+            return
+        written = [(d, g) for d, gens in generations.items() for g in gens if g.text.strip()]
+        missing = [d for d, g in written if math.isnan(g.logprob)]
+        if not missing:
+            return
+        model = self.llm.identity().get("model")
+        raise RankdistillError(
+            f"filter 'logprob' (InPars v1) keeps the queries with the best mean token log-probability, but "
+            f"the {self.llm.backend} backend{f' ({model})' if model else ''} gave no log-probabilities "
+            f"for {len(missing)} of {len(written)} generations (e.g. document {missing[0]!r}). Use filter "
+            "'teacher' (InPars v2) or 'none', or a backend that returns them (llama.cpp and transformers "
+            "do; an OpenAI-compatible server must honour the request's `logprobs`). What was generated is "
+            "journalled in the output folder."
+        )
 
     def render(self, doc: Document) -> str:
         return self.template.render(document=truncate_words(doc.full_text, self.max_doc_words))
@@ -198,6 +221,7 @@ class QueryGenerator:
         wanted = set(ids)
         done = {k: v for k, v in done.items() if k in wanted}
         stats.resumed_documents = len(done)
+        self.check_logprobs(done)
         batches = [list(docs[i : i + self.batch_size]) for i in range(0, len(docs), self.batch_size)]
         pending = [b for b in batches if any(d.id not in done for d in b)]
         n_todo = sum(len(b) for b in pending)
@@ -227,6 +251,7 @@ class QueryGenerator:
                     book.append([(d.id, g) for d, g in zip(batch, gens, strict=True)])
                 for d, g in zip(batch, gens, strict=True):
                     done[d.id] = g
+                self.check_logprobs({d.id: g for d, g in zip(batch, gens, strict=True)})
                 bar.update(len(batch))
                 if stats.seconds > 0:
                     bar.set_postfix(q_per_s=f"{stats.generations / stats.seconds:.2f}")

@@ -19,6 +19,7 @@ from rankdistill.teachers.querygen.filtering import (
     dedupe,
     drop_copied,
     drop_ungrounded,
+    filter_teacher_problem,
     keep_top,
     score_sources,
 )
@@ -105,10 +106,16 @@ def generate_synthetic_queries(
     config.check()
     if config.method in LLM_METHODS and llm is None:
         raise RankdistillError(f"method {config.method!r} writes queries with an LLM; pass one (--llm)")
-    if config.filter == "teacher" and teacher is None:
-        raise RankdistillError(
-            "filter 'teacher' needs a teacher to score (query, source document) pairs (--teacher)"
-        )
+    if config.filter == "teacher":
+        if teacher is None:
+            raise RankdistillError(
+                "filter 'teacher' needs a teacher to score (query, source document) pairs (--teacher)"
+            )
+        problem = filter_teacher_problem(teacher)  # before generating: that is the slow part
+        if problem is not None:
+            raise RankdistillError(
+                f"filter 'teacher': teacher {teacher.name} cannot score the pairs: {problem}"
+            )
     t0 = time.perf_counter()
     docs = sample_documents(corpus, config.n_docs, seed=config.seed, min_words=config.min_doc_words)
     stats: dict[str, Any] = {
@@ -130,6 +137,7 @@ def generate_synthetic_queries(
             seed=config.seed,
             max_doc_words=config.max_doc_words,
             batch_size=config.batch_size,
+            require_logprobs=config.filter == "logprob",
         )
         raw, gstats = gen.run(docs, out / JOURNAL if out is not None else None, show_progress=show_progress)
         stats["generator"] = gen.identity()

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from rankdistill.training.losses.base import (
+    LABELS,
     LOSSES,
     DistillationLoss,
     PairForward,
@@ -35,13 +36,13 @@ from rankdistill.training.losses.term_control import TermControlLoss
 LossFactory = Callable[..., nn.Module]
 
 # sentence-transformers' CrossEncoder losses, imported on first use so importing this package stays cheap
-for _name, _cls in {
-    "mse": "MSELoss",
-    "st_margin_mse": "MarginMSELoss",  # (query, positive, negative...) columns
-    "bce": "BinaryCrossEntropyLoss",
-}.items():
-    LOSSES.register(_name, f"sentence_transformers.cross_encoder.losses:{_cls}")
-del _name, _cls
+for _name, _cls, _info in (
+    ("mse", "MSELoss", {"labels": ("score",), "num_labels": (1,)}),
+    ("st_margin_mse", "MarginMSELoss", {"columns": "(query, positive, negative...)", "num_labels": (1,)}),
+    ("bce", "BinaryCrossEntropyLoss", {"labels": ("probability",), "num_labels": (1,)}),
+):
+    LOSSES.register(_name, f"sentence_transformers.cross_encoder.losses:{_cls}", **_info)
+del _name, _cls, _info
 
 
 def register_loss(name: str, factory: LossFactory) -> None:
@@ -57,6 +58,40 @@ def loss_names() -> list[str]:
 def get_loss(name: str) -> LossFactory:
     """The loss registered as `name`; an unknown one raises an error (a KeyError too) listing the known."""
     return LOSSES.get(name)
+
+
+def loss_problem(
+    name: str, *, student_type: str = "encoder", num_labels: int = 1, labels: str | None = None
+) -> str | None:
+    """Why loss `name` cannot train a `student_type` student with `num_labels` outputs on (query,
+    document) pair rows whose labels are of kind `labels` (a `LABELS` key, or "scalar": a number whose
+    range is not known yet; None: not known at all); None when nothing registered with the loss says it
+    cannot. Training configs refuse what this names; `rankdistill train` checks read rows with it."""
+    info = LOSSES.info(name)
+    trains = info.get("student", "encoder")
+    if trains != student_type:
+        return f"loss {name!r} trains the {trains} student, not the {student_type} student"
+    if "columns" in info:
+        return (
+            f"loss {name!r} needs {info['columns']} columns, and training configs give (query, document, "
+            "label) rows"
+        )
+    if num_labels not in info.get("num_labels", (1, 2)):
+        n = " or ".join(map(str, info["num_labels"]))
+        label = "label" if tuple(info["num_labels"]) == (1,) else "labels"
+        return (
+            f"loss {name!r} needs a student with {n} output {label}, and student.num_labels is {num_labels}"
+        )
+    if labels is None or "labels" not in info:
+        return None
+    accepted = set(info["labels"])
+    if "score" in accepted:
+        accepted.add("probability")
+    if accepted & {"probability", "score"}:
+        accepted.add("scalar")  # its range is checked once the rows are read
+    if labels in accepted:
+        return None
+    return f"loss {name!r} trains on {' or '.join(LABELS[k] for k in info['labels'])}"
 
 
 def needs_groups(loss: nn.Module) -> bool:
@@ -87,6 +122,7 @@ __all__ = [
     "CombinedLoss",
     "DistillationLoss",
     "InRankerMSELoss",
+    "LABELS",
     "LOSSES",
     "ListNetLoss",
     "MarginMSELoss",
@@ -101,6 +137,7 @@ __all__ = [
     "labels_to_probability",
     "logits_to_scores",
     "loss_names",
+    "loss_problem",
     "needs_groups",
     "register_loss",
     "stack_labels",

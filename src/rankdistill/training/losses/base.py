@@ -22,7 +22,11 @@ from torch import nn
 from rankdistill.registry import Registry
 
 #: losses by the name training configs use (`losses: [{name: margin_mse}]`): each registers its class at
-#: the bottom of its module; sentence-transformers' own register lazily in this package's __init__
+#: the bottom of its module; sentence-transformers' own register lazily in this package's __init__. What a
+#: loss trains on is registered with it (checked by `loss_problem` in this package, before training):
+#: `labels`, the LABELS kinds it takes; `num_labels`, the student outputs it takes (default 1 and 2);
+#: `student`, the student type it trains (default "encoder"); `columns`, text columns other than the
+#: (query, document) pair rows training configs give. A loss registered without them is not checked.
 LOSSES = Registry(
     "loss",
     modules=tuple(
@@ -39,6 +43,14 @@ LOSSES = Registry(
         )
     ),
 )
+
+
+#: what a training row's label can be: "score" takes any number, so it takes probabilities too
+LABELS = {
+    "probability": "probabilities in [0, 1]",
+    "score": "scores (numbers)",
+    "logits": "[false, true] logit pairs",
+}
 
 
 @dataclass

@@ -46,4 +46,4 @@ class InRankerMSELoss(DistillationLoss):
         return {"center": self.center}
 
 
-LOSSES.register("inranker_mse", InRankerMSELoss)
+LOSSES.register("inranker_mse", InRankerMSELoss, labels=("logits",))

@@ -149,4 +149,4 @@ class JointRankLMLoss(nn.Module):
         }
 
 
-LOSSES.register("joint", JointRankLMLoss)
+LOSSES.register("joint", JointRankLMLoss, student="decoder")

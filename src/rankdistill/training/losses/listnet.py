@@ -41,4 +41,4 @@ class ListNetLoss(GroupedLoss):
         return listnet(scores[None], teacher[None], torch.ones_like(scores, dtype=torch.bool)[None], 1.0)
 
 
-LOSSES.register("listnet", ListNetLoss)
+LOSSES.register("listnet", ListNetLoss, labels=("score",))

@@ -31,4 +31,4 @@ class MarginMSELoss(GroupedLoss):
         return ((scores - scores.mean()) - (teacher - teacher.mean())).pow(2).mean()
 
 
-LOSSES.register("margin_mse", MarginMSELoss)
+LOSSES.register("margin_mse", MarginMSELoss, labels=("score",))

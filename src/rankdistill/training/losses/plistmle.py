@@ -50,4 +50,4 @@ class PListMLELoss(GroupedLoss):
         return plistmle(scores[None], teacher[None], torch.ones_like(scores, dtype=torch.bool)[None])
 
 
-LOSSES.register("plistmle", PListMLELoss)
+LOSSES.register("plistmle", PListMLELoss, labels=("score",))

@@ -35,4 +35,4 @@ class RankNetLoss(GroupedLoss):
         return ranknet(scores[None], teacher[None], torch.ones_like(scores, dtype=torch.bool)[None])
 
 
-LOSSES.register("ranknet", RankNetLoss)
+LOSSES.register("ranknet", RankNetLoss, labels=("score",))

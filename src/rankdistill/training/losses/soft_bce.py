@@ -36,4 +36,4 @@ class SoftBCELoss(DistillationLoss):
         return {"temperature": self.temperature}
 
 
-LOSSES.register("soft_bce", SoftBCELoss)
+LOSSES.register("soft_bce", SoftBCELoss, labels=("probability", "logits"))

@@ -57,4 +57,4 @@ class TermControlLoss(DistillationLoss):
         return {"layer": self.layer, "language": self.matcher.language}
 
 
-LOSSES.register("term_control", TermControlLoss)
+LOSSES.register("term_control", TermControlLoss, labels=("probability", "logits"))
