@@ -26,10 +26,10 @@ $(VENV)/.installed: pyproject.toml scripts/install_llama_cpp.py
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts

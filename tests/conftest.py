@@ -11,6 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one BLAS thread each, or four threads would fight for two
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RANKDISTILL_DATA_DIR", REPO.parent / "shared" / "data"))
 
@@ -80,3 +84,19 @@ def tiny_pipeline() -> dict:
         },
         "evaluate": {"throughput_pairs": 20, "batch_size": 16, "depth": 5},
     }
+
+
+# Files that must not run beside each other in two xdist workers (`make test` runs `-n 2 --dist loadgroup`):
+# each Ray file starts a local Ray instance, and two at once would share the two cores with two clusters.
+_SERIAL_GROUPS = {"test_ray_labels": "ray", "test_ray_listwise": "ray"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per test file (module fixtures such as a trained student or a loaded model are then
+    built once, in one worker), with the files of `_SERIAL_GROUPS` sharing a group."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            stem = Path(str(item.fspath)).stem
+            item.add_marker(pytest.mark.xdist_group(_SERIAL_GROUPS.get(stem, stem)))

@@ -69,6 +69,9 @@ def test_a_stage_killed_by_a_signal_is_named_and_the_run_resumes(
     finished = {r["name"] for r in read_status(run_dir) if r["status"] in ("done", "skipped")}
     assert {"data", "bm25", "queries"} <= finished
 
+    if sig != signal.SIGILL:
+        return  # resuming does not depend on which signal killed the stage: checked once, for SIGILL
+
     # the next run resumes: the stages that finished are skipped, the rest run, exit 0
     proc = _start(config, run_dir, env)
     out, err = proc.communicate(timeout=600)
