@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +46,60 @@ def gemma_gguf() -> Path:
     from rankdistill.models import gemma_gguf_path
 
     return gemma_gguf_path()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def start_llama_server(gemma_gguf, tmp_path_factory):
+    """A function that starts llama-cpp-python's OpenAI-compatible server on Gemma 3 270M on 127.0.0.1
+    (``python -m rankdistill.llm.llamacpp_cpu``: llama_cpp.server with this CPU's kernels), as a context
+    manager yielding its /v1 URL, the process killed on exit. Extra server arguments as strings; model
+    alias "gemma", one thread."""
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
+    import httpx
+
+    @contextlib.contextmanager
+    def start(*args: str, timeout: float = 180):
+        port = free_port()
+        log = tmp_path_factory.mktemp("llama_server") / "server.log"
+        cmd = [sys.executable, "-m", "rankdistill.llm.llamacpp_cpu", "--model", str(gemma_gguf)]
+        cmd += ["--model_alias", "gemma", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--n_threads", "1", "--n_threads_batch", "1", "--verbose", "false", *args]
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+            )
+        url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"llama_cpp.server did not answer /v1/models within {timeout} s: {log.read_text()[-2000:]}"
+                    )
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    return start
 
 
 def build_cross_encoder(src: Path, out: Path, num_labels: int = 1, seed: int = 0) -> Path:

@@ -240,7 +240,9 @@ def test_chat_endpoint_json_schema_and_model_discovery(monkeypatch):
     with Stub(respond) as stub:
         monkeypatch.setenv("RANKDISTILL_LLM_BASE_URL", stub.url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        llm = load_llm({"backend": "openai", "endpoint": "chat", "backoff": 0.01})
+        llm = load_llm(
+            {"backend": "openai", "endpoint": "chat", "backoff": 0.01, "json_mode": "response_format"}
+        )
         (gen,) = llm.generate(["Q?"], json_schema=schema)
     assert json.loads(gen.text) == {"answer": "4"}
     assert gen.logprob == pytest.approx(-0.3)

@@ -8,13 +8,7 @@ the prompts here are kept to a few tokens.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.llm
@@ -22,58 +16,11 @@ pytestmark = pytest.mark.llm
 PAIRS = [("Paris is in", " France"), ("Water boils at", " 100 degrees")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def llama_server(gemma_gguf, tmp_path_factory):
+def llama_server(start_llama_server):
     """A llama.cpp server process for the whole session; killed at the end."""
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    # llama_cpp.server with the CPU backend of this CPU loaded (see rankdistill.llm.llamacpp_cpu)
-    cmd = [
-        sys.executable,
-        "-m",
-        "rankdistill.llm.llamacpp_cpu",
-        "--model",
-        str(gemma_gguf),
-        "--model_alias",
-        "gemma",
-    ]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "256", "--n_threads", "1"]
-    cmd += ["--n_threads_batch", "1", "--verbose", "false"]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"llama_cpp.server did not answer /v1/models within 180 s: {log.read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
+    with start_llama_server("--n_ctx", "256") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

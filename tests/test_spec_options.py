@@ -214,7 +214,7 @@ def test_context_window_sees_n_ctx_and_max_length_given_as_options():
     assert context_window(f"openai:{CLOSED}#M?concurrency=2") is None
 
 
-def test_options_that_do_not_change_outputs_do_not_change_label_keys():
+def test_options_that_do_not_change_outputs_do_not_change_label_keys(monkeypatch):
     def identity(spec: str) -> dict:
         llm = load_llm(spec)
         try:
@@ -229,13 +229,23 @@ def test_options_that_do_not_change_outputs_do_not_change_label_keys():
     assert identity(f"openai:{CLOSED}?model=M&{quiet}") == base
     assert identity(f"openai:{CLOSED}#M?endpoint=chat") != base
     assert identity(f"openai:{CLOSED}#N") != base
-    # and through a teacher, whose identity is what keys its labels
+    # and through a teacher, whose identity is what keys its labels (and holds the method the teacher
+    # picks from what the server can do: here, as if the closed server could echo)
+    from rankdistill.llm.openai_compat import OpenAICompatLLM
+    from rankdistill.llm.probe import Capabilities
+
+    monkeypatch.setattr(
+        OpenAICompatLLM,
+        "capabilities",
+        lambda self: Capabilities("openai", CLOSED, "M", local=False, endpoint=self.endpoint),
+    )
     plain = load_teacher(f"qlm:openai:{CLOSED}#M")
     busy = load_teacher(f"qlm:openai:{CLOSED}#M?concurrency=64&timeout=5")
     chat = load_teacher(f"qlm:openai:{CLOSED}#M?endpoint=chat")
     try:
         assert busy.llm.concurrency == 64 and plain.llm.concurrency == 4
-        assert busy.identity() == plain.identity() != chat.identity()
+        assert busy.identity() == plain.identity()
+        assert chat.llm.identity() != plain.llm.identity()  # (a query-likelihood label needs completions)
     finally:
         for t in (plain, busy, chat):
             t.close()

@@ -74,6 +74,7 @@ class JSONClient:
         backoff, max_backoff: exponential backoff, in seconds.
         concurrency: connections kept, and requests in flight in `map`.
         error: the RankdistillError subclass raised.
+        log_retries: log a warning before each retry (off for probes, whose failures are expected).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class JSONClient:
         max_backoff: float = 30.0,
         concurrency: int = 4,
         error: type[RankdistillError] = RankdistillError,
+        log_retries: bool = True,
     ):
         import httpx
 
@@ -101,6 +103,7 @@ class JSONClient:
         self.max_backoff = max_backoff
         self.concurrency = max(1, int(concurrency))
         self.error = error
+        self.log_retries = log_retries
         self._httpx = httpx
         self._client = httpx.Client(
             headers={"Content-Type": "application/json", **(headers or {})},
@@ -109,22 +112,29 @@ class JSONClient:
         )
 
     def url(self, path: str = "") -> str:
+        """`base_url` joined with `path`; a `path` that is itself a URL (http:// or https://) as it is."""
+        if path.startswith(("http://", "https://")):
+            return path
         return f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
 
     def request(self, method: str, path: str = "", payload: Any = None, *, what: str | None = None) -> Any:
         """The decoded JSON of a 200 answer to one call, retried as the module says. `what` (e.g. "rerank
-        request (format tei)") starts every error message and log line about it."""
+        request (format tei)") starts every error message and log line about it. The error raised has
+        `status`: the last HTTP status, or None when no answer came (refused, dropped, timed out)."""
         url = self.url(path)
         shown = redact_url(url)
         prefix = f"{what} to " if what else ""
         last = ""
+        status: int | None = None
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
                 resp = self._client.request(method, url, json=payload)
             except self._httpx.TransportError as exc:  # refused, reset, dropped, timed out
                 last = f"{type(exc).__name__}: {exc}"
+                status = None
             else:
+                status = resp.status_code
                 if resp.status_code == 200:
                     try:
                         return resp.json()
@@ -134,7 +144,7 @@ class JSONClient:
                         ) from None
                 body = resp.text[:500]
                 if resp.status_code not in RETRY_STATUS:
-                    raise self.error(f"{prefix}{shown} answered HTTP {resp.status_code}: {body}")
+                    raise self._error(f"{prefix}{shown} answered HTTP {resp.status_code}: {body}", status)
                 last = f"HTTP {resp.status_code}: {body}"
                 retry_after = retry_after_seconds(resp.headers.get("retry-after"))
             if attempt == self.max_retries:
@@ -142,7 +152,7 @@ class JSONClient:
             delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
             if retry_after is not None:
                 delay = min(self.max_backoff, retry_after)
-            logger.warning(
+            (logger.warning if self.log_retries else logger.debug)(
                 "%s%s failed (%s); retry %d/%d in %.1fs",
                 prefix,
                 shown,
@@ -152,7 +162,14 @@ class JSONClient:
                 delay,
             )
             time.sleep(delay)
-        raise self.error(f"{prefix}{shown} failed after {self.max_retries + 1} attempts; last error: {last}")
+        raise self._error(
+            f"{prefix}{shown} failed after {self.max_retries + 1} attempts; last error: {last}", status
+        )
+
+    def _error(self, message: str, status: int | None) -> RankdistillError:
+        err = self.error(message)
+        err.status = status  # type: ignore[attr-defined]
+        return err
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """fn over items with at most `concurrency` in flight, results in input order. An error is raised

@@ -7,6 +7,7 @@ import sys
 
 from rankdistill.cli import (  # noqa: F401
     data_cmds,
+    doctor_cmds,
     label_cmds,
     model_cmds,
     pipeline_cmds,

@@ -8,10 +8,13 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rankdistill.errors import RankdistillError
 from rankdistill.registry import Registry, parameters_of
+
+if TYPE_CHECKING:
+    from rankdistill.llm.probe import Capabilities
 
 #: backends by name: each registers its class at the bottom of its module (`load_llm` looks them up)
 LLM_BACKENDS = Registry(
@@ -103,7 +106,16 @@ class LLM(ABC):
     @abstractmethod
     def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
         """Logit of the first token of each candidate string as the next token after each prompt
-        (e.g. candidates ["false", "true"] gives InRanker's logit pair)."""
+        (e.g. candidates ["false", "true"] gives InRanker's logit pair). A candidate may also be a group
+        of spellings (a tuple: (" true", "true", "True", ...)): the log-sum-exp of the logits of those
+        that are one token, i.e. their probability mass summed (up to the same per-prompt constant)."""
+
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (log-probabilities, chat, JSON output, context length), probed once
+        and kept: `rankdistill.llm.probe`. Teachers pick their method from it."""
+        from rankdistill.llm.probe import capabilities
+
+        return capabilities(self)
 
     def count_tokens(self, text: str) -> int:  # backends override with their tokenizer
         return max(1, len(text) // 4)

@@ -13,15 +13,26 @@ import inspect
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import file_fingerprint, folder_fingerprint
 from rankdistill.hardware import pick_dtype
-from rankdistill.llm._common import cut_at_stop, split_continuation
+from rankdistill.llm._common import (
+    PROMPT_SENTINEL,
+    candidate_token_ids,
+    cut_at_stop,
+    logsumexp,
+    looks_instruct,
+    read_template,
+    resolve_chat,
+    split_continuation,
+    split_rendered,
+)
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.gguf import gguf_as_folder
 from rankdistill.models import resolve_model
+from rankdistill.utils import stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +49,10 @@ class HFLLM(LLM):
         max_batch_tokens: most (padded) tokens per forward pass; long inputs get smaller batches.
         n_threads: torch CPU threads (default: torch's own choice).
         max_length: the context window reported as `n_ctx` (default: the model's position limit).
+        chat: put every prompt in the tokenizer's chat template as a user message (causal models):
+            "auto" (when there is a template and the model looks instruction-tuned by its names, or a
+            template was given), true, false. The template's hash is then part of `identity()`.
+        chat_template: a Jinja chat template (text, or a file) instead of the tokenizer's.
     """
 
     backend = "hf"
@@ -59,6 +74,8 @@ class HFLLM(LLM):
         n_threads: int | None = None,
         attn_implementation: str | None = "sdpa",
         max_length: int | None = None,
+        chat: bool | Literal["auto"] = "auto",
+        chat_template: str | None = None,
     ):
         torch = require("torch", "llm", "The transformers backend")
         transformers = require("transformers", "llm", "The transformers backend")
@@ -101,6 +118,21 @@ class HFLLM(LLM):
             self._fingerprint = getattr(config, "_commit_hash", None) or ""
         self._lock = threading.Lock()
         self._warned_schema = False
+        given = read_template(chat_template)
+        template = given or getattr(self.tokenizer, "chat_template", None) or None
+        if isinstance(template, dict):  # several named templates: the default one
+            template = template.get("default")
+        #: where the chat template comes from ("given", "tokenizer"), None without one
+        self.chat_template_source = ("given" if given else "tokenizer") if template else None
+        #: whether the model looks instruction-tuned by its names (see `chat`)
+        self.instruct = looks_instruct([Path(source).name, getattr(config, "_name_or_path", None)])
+        where = Path(source).name
+        if self.is_seq2seq and chat is True:
+            raise RankdistillError(f"chat=true, but {where} is a seq2seq model: it has no chat turns")
+        #: whether prompts go through the chat template
+        self.chat = not self.is_seq2seq and resolve_chat(chat, template, self.instruct, bool(given), where)
+        self.chat_template = template
+        self._chat_ids = self._chat_parts(template) if self.chat else None
 
     # ------------------------------------------------------------------ tokens
     def _special_tokens_around(self) -> tuple[list[int], list[int]]:
@@ -125,23 +157,59 @@ class HFLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
+    def _chat_parts(self, template: str) -> tuple[list[int], list[int]]:
+        """The token ids of the chat template before and after a user message."""
+        where = Path(self._source).name
+        try:
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": PROMPT_SENTINEL}],
+                chat_template=template,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        except Exception as exc:  # a template is user code: any error, said in one line
+            raise RankdistillError(
+                f"the chat template of {where} failed on a user message: {exc}; use chat=false"
+            ) from None
+        before, after = split_rendered(rendered, where)
+        bos = self.tokenizer.bos_token
+        pre = self._encode(before) if before else []
+        if not (bos and before.startswith(bos)):
+            pre = self._prefix + pre
+        return pre, self._encode(after) if after else []
+
+    def _encode_text(self, text: str) -> list[int]:
+        """`text` as plain text: special-token names in it stay text (a document cannot open a turn)."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The tokens the model reads for a prompt (`tokenize`), inside the chat template when `chat`
+        (the template's special tokens parsed, the prompt's own text never)."""
+        if self._chat_ids is None:
+            return self.tokenize(prompt)
+        pre, post = self._chat_ids
+        return pre + self._encode_text(prompt) + post
+
+    def _split(self, prompt: str, continuation: str) -> tuple[list[int], int]:
+        if self._chat_ids is None:
+            return split_continuation(self.tokenize, prompt, continuation)
+        ids = self.prompt_ids(prompt)
+        return ids + (self._encode_text(continuation) if continuation else []), len(ids)
+
     def identity(self) -> dict[str, Any]:
-        return {
+        out = {
             "backend": self.backend,
             "model": Path(self._source).name,
             "fingerprint": self._fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
             "architecture": type(self.model).__name__,
         }
+        if self.chat:
+            out["chat_template"] = stable_hash(self.chat_template, 16)
+        return out
 
     def candidate_token_ids(self, candidates: list[str]) -> list[int]:
-        ids = []
-        for c in candidates:
-            toks = self._encode(c)
-            if not toks:
-                raise ValueError(f"candidate {c!r} has no tokens")
-            ids.append(toks[0])
-        return ids
+        return [ids[0] for ids in candidate_token_ids(self._encode, candidates)]
 
     # ------------------------------------------------------------------ batching
     def _batches(self, lengths: list[int]):
@@ -201,7 +269,7 @@ class HFLLM(LLM):
             dec = [self._encode(c) for _, c in pairs]
             lengths = [len(e) + len(d) for e, d in zip(enc, dec, strict=True)]
         else:
-            split = [split_continuation(self.tokenize, p, c) for p, c in pairs]
+            split = [self._split(p, c) for p, c in pairs]
             lengths = [len(ids) for ids, _ in split]
         with self._lock, torch.inference_mode():
             for idx in self._batches(lengths):
@@ -245,10 +313,13 @@ class HFLLM(LLM):
                     results[i] = ContinuationScore(float(sum(lp)), len(lp), lp)
         return results  # type: ignore[return-value]
 
-    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
+    def next_token_logits(self, prompts: list[str], candidates: list) -> list[list[float]]:
+        """Candidates: strings (their first token) or groups of spellings (see `LLM.next_token_logits`)."""
         torch = self._torch
-        cand = torch.tensor(self.candidate_token_ids(candidates))
-        enc = [self.tokenize(p) for p in prompts]
+        groups = candidate_token_ids(self._encode, candidates)
+        flat = [i for g in groups for i in g]
+        cand = torch.tensor(flat)
+        enc = [self.tokenize(p) if self.is_seq2seq else self.prompt_ids(p) for p in prompts]
         out: list[list[float] | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode():
             for idx in self._batches([len(e) for e in enc]):
@@ -265,7 +336,7 @@ class HFLLM(LLM):
                     logits = self._causal_last_logits(seqs, 1)[:, 0]
                 rows = logits.float()[:, cand.to(logits.device)].tolist()
                 for b, i in enumerate(idx):
-                    out[i] = rows[b]
+                    out[i] = _grouped(rows[b], groups)
         return out  # type: ignore[return-value]
 
     def generate(
@@ -289,7 +360,7 @@ class HFLLM(LLM):
                 "the transformers backend does not constrain output to a JSON schema; parse leniently"
             )
             self._warned_schema = True
-        enc = [self.tokenize(p) for p in prompts]
+        enc = [self.tokenize(p) if self.is_seq2seq else self.prompt_ids(p) for p in prompts]
         texts: list[str] = [""] * len(prompts)
         n_new: list[int] = [0] * len(prompts)
         finish: list[str] = ["length"] * len(prompts)
@@ -344,6 +415,16 @@ class HFLLM(LLM):
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+def _grouped(values: list[float], groups: list[list[int]]) -> list[float]:
+    """Per candidate: its one logit, or the log-sum-exp of its spellings' (values are `groups` flattened)."""
+    out, k = [], 0
+    for g in groups:
+        part = values[k : k + len(g)]
+        out.append(part[0] if len(part) == 1 else logsumexp(part))
+        k += len(g)
+    return out
 
 
 LLM_BACKENDS.register("hf", HFLLM, aliases=("transformers", "huggingface"))

@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,15 +23,23 @@ from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import file_fingerprint
 from rankdistill.hardware import usable_cpus
 from rankdistill.llm._common import (
+    PROMPT_SENTINEL,
+    candidate_token_ids,
+    candidate_values,
     common_prefix_len,
     cut_at_stop,
     logprob_of,
+    looks_instruct,
+    read_template,
+    resolve_chat,
     split_continuation,
+    split_rendered,
 )
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.llamacpp_cpu import load_cpu_backend
 from rankdistill.models import resolve_model
 from rankdistill.registry import parameters_of
+from rankdistill.utils import stable_hash
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,12 @@ class LlamaCppLLM(LLM):
             for prompts that share a beginning; results then differ from a cold evaluation by float
             noise (~1e-2 in log-probabilities, since llama.cpp picks other kernels for other batch
             sizes). Turn off for bit-exact repeatability regardless of call order.
+        chat: put every prompt in the chat template as a user message and read/generate the model's
+            answer after it: "auto" (when the model has a template and looks instruction-tuned by its
+            names, `rankdistill.llm._common.looks_instruct`, or a template was given), true, false. The
+            template's hash is then part of `identity()`.
+        chat_template: a Jinja chat template (text, or a file) instead of the GGUF's
+            ``tokenizer.chat_template``; rendered with llama-cpp-python's Jinja2ChatFormatter.
     """
 
     backend = "llamacpp"
@@ -92,6 +106,8 @@ class LlamaCppLLM(LLM):
         parse_special: bool = False,
         seed: int = 0,
         prefix_cache: bool = True,
+        chat: bool | Literal["auto"] = "auto",
+        chat_template: str | None = None,
         verbose: bool = False,
         **llama_kwargs: Any,
     ):
@@ -125,15 +141,72 @@ class LlamaCppLLM(LLM):
         self._lock = threading.RLock()  # one llama context: calls from several threads take turns
         self._fingerprint = file_fingerprint(path)
         self._n_vocab = self._llama.n_vocab()
+        meta = self._llama.metadata
+        trained = meta.get(f"{meta.get('general.architecture', '')}.context_length")
+        #: the context the model was trained for (GGUF metadata), when it says
+        self.n_ctx_train = int(trained) if str(trained or "").isdigit() else None
+        given = read_template(chat_template)
+        template = given or meta.get("tokenizer.chat_template") or None
+        #: where the chat template comes from ("given", "gguf"), None without one
+        self.chat_template_source = ("given" if given else "gguf") if template else None
+        names = [meta.get(k) for k in ("general.name", "general.finetune", "general.basename")]
+        #: whether the model looks instruction-tuned by its names (see `chat`)
+        self.instruct = looks_instruct([*names, path.name])
+        #: whether prompts go through the chat template
+        self.chat = resolve_chat(chat, template, self.instruct, bool(given), path.name)
+        self.chat_template = template
+        self._chat_ids: tuple[list[int], list[int]] | None = self._chat_parts(template) if self.chat else None
 
     # ------------------------------------------------------------------ identity and tokens
     def identity(self) -> dict[str, Any]:
-        return {
+        out = {
             "backend": self.backend,
             "model": self.path.name,
             "fingerprint": self._fingerprint,
             "quantization": str(self._llama.metadata.get("general.file_type", "")),
         }
+        if self.chat:
+            out["chat_template"] = stable_hash(self.chat_template, 16)
+        return out
+
+    def _chat_parts(self, template: str) -> tuple[list[int], list[int]]:
+        """The token ids of the chat template before and after a user message (special tokens parsed
+        there only: the message itself is tokenised as text, so a document cannot inject them)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        L = self._llama
+
+        def text(token: int) -> str:
+            return L.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+        bos = text(L.token_bos())
+        try:
+            formatter = Jinja2ChatFormatter(template=template, eos_token=text(L.token_eos()), bos_token=bos)
+            rendered = formatter(messages=[{"role": "user", "content": PROMPT_SENTINEL}]).prompt
+        except Exception as exc:  # a template is user code: any error, said in one line
+            raise RankdistillError(
+                f"the chat template of {self.path.name} failed on a user message: {exc}; use chat=false"
+            ) from None
+        before, after = split_rendered(rendered, self.path.name)
+        add_bos = not (bos and before.startswith(bos))
+        pre = L.tokenize(before.encode("utf-8"), add_bos=add_bos, special=True)
+        post = L.tokenize(after.encode("utf-8"), add_bos=False, special=True) if after else []
+        return pre, post
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The tokens the model reads for a prompt: with BOS, inside the chat template when `chat`."""
+        if self._chat_ids is None:
+            return self.tokenize(prompt)
+        pre, post = self._chat_ids
+        return pre + self.tokenize(prompt, add_bos=False) + post
+
+    def _split(self, prompt: str, continuation: str) -> tuple[list[int], int]:
+        """Token ids of prompt + continuation and where the continuation starts. In a chat template the
+        continuation is the answer after the turn's header, tokenised on its own."""
+        if self._chat_ids is None:
+            return split_continuation(self.tokenize, prompt, continuation)
+        ids = self.prompt_ids(prompt)
+        return ids + (self.tokenize(continuation, add_bos=False) if continuation else []), len(ids)
 
     @property
     def n_ctx(self) -> int:
@@ -208,27 +281,21 @@ class LlamaCppLLM(LLM):
         out = []
         with self._lock:
             for prompt, continuation in pairs:
-                ids, start = split_continuation(self.tokenize, prompt, continuation)
-                out.append(self._score_ids(ids, start))
+                out.append(self._score_ids(*self._split(prompt, continuation)))
         return out
 
     def candidate_token_ids(self, candidates: list[str]) -> list[int]:
         """The first token of each candidate string (what `next_token_logits` reads)."""
-        ids = []
-        for c in candidates:
-            toks = self.tokenize(c, add_bos=False)
-            if not toks:
-                raise ValueError(f"candidate {c!r} has no tokens")
-            ids.append(toks[0])
-        return ids
+        return [ids[0] for ids in candidate_token_ids(lambda c: self.tokenize(c, add_bos=False), candidates)]
 
-    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
-        cand = self.candidate_token_ids(candidates)
+    def next_token_logits(self, prompts: list[str], candidates: list) -> list[list[float]]:
+        """Candidates: strings (their first token) or groups of spellings (see `LLM.next_token_logits`)."""
+        cand = candidate_token_ids(lambda c: self.tokenize(c, add_bos=False), candidates)
         out: list[list[float]] = []
         with self._lock:
             for prompt in prompts:
-                ids = self.tokenize(prompt)
-                self._decode(ids, [len(ids) - 1], lambda _p, row: out.append([float(row[c]) for c in cand]))
+                ids = self.prompt_ids(prompt)
+                self._decode(ids, [len(ids) - 1], lambda _p, row: out.append(candidate_values(row, cand)))
         return out
 
     def generate(
@@ -251,7 +318,7 @@ class LlamaCppLLM(LLM):
         results = []
         with self._lock:
             for i, prompt in enumerate(prompts):
-                prompt_ids = self.tokenize(prompt)
+                prompt_ids = self.prompt_ids(prompt)
                 self._check_fits(len(prompt_ids) + 1)
                 res = self._llama.create_completion(
                     prompt_ids,
@@ -268,7 +335,7 @@ class LlamaCppLLM(LLM):
                 )
                 choice = res["choices"][0]
                 text, _ = cut_at_stop(choice["text"], stop)
-                score = self._score_ids(*split_continuation(self.tokenize, prompt, text)) if text else None
+                score = self._score_ids(*self._split(prompt, text)) if text else None
                 results.append(
                     Generation(
                         text=text,

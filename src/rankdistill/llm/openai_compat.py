@@ -1,10 +1,14 @@
 """Any OpenAI-compatible HTTP server: vLLM, Ollama, llama.cpp's servers, OpenAI itself.
 
 Log-probabilities come from the legacy `/completions` endpoint: continuation scoring sends prompt +
-continuation with `echo` and `logprobs` and reads the continuation's tokens by `text_offset`; next-token
-"logits" are the top log-probabilities of one generated token (log-probabilities differ from logits by a
-per-prompt constant, so differences and softmaxes over candidates are the same). Servers that cannot echo
-(OpenAI's chat models) can still generate and give top log-probabilities through `/chat/completions`.
+continuation with `echo` and `logprobs` and reads the continuation's tokens by `text_offset` (or, on vLLM,
+with `prompt_logprobs`: ``method="prompt_logprobs"``); next-token "logits" are the top log-probabilities
+of one generated token (log-probabilities differ from logits by a per-prompt constant, so differences and
+softmaxes over candidates are the same). Servers that cannot echo (OpenAI's chat models) can still
+generate and give top log-probabilities through `/chat/completions` (``method="chat"``).
+
+What the server can do is probed once (`capabilities()`, `rankdistill.llm.probe`); teachers pick their
+method from it and pass it on as ``method=``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from rankdistill.errors import RankdistillError
 from rankdistill.http_json import JSONClient, env_first
-from rankdistill.llm._common import cut_at_stop
+from rankdistill.llm._common import cut_at_stop, logsumexp
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 
 T = TypeVar("T")
@@ -44,12 +48,13 @@ class OpenAICompatLLM(LLM):
         concurrency: requests in flight at once.
         top_logprobs: how many top tokens to ask for in `next_token_logits` (OpenAI allows 5 on
             completions and 20 on chat; vLLM 20 unless raised with --max-logprobs).
-        json_mode: how `json_schema` is sent: "response_format" (OpenAI, vLLM, Ollama, llama.cpp's C++
+        json_mode: how `json_schema` is sent: "auto" (the first of the three below that the probe saw
+            the server obey, else none), "response_format" (OpenAI, vLLM, Ollama, llama.cpp's C++
             server), "grammar" (llama-cpp-python's server: the schema is turned into a GBNF grammar
             here), "guided_json" (older vLLM), or "none".
         missing_candidate: what `next_token_logits` does when a candidate is not among the top tokens
-            and the server cannot echo: "error", or "floor" (use the lowest returned log-probability,
-            an upper bound of the true value).
+            and it cannot be echoed (the chat route): "error", or "floor" (use the lowest returned
+            log-probability, an upper bound of the true value).
         generation_logprobs: ask for the log-probabilities of generated tokens (`Generation.logprob`;
             NaN when the server gives none).
     """
@@ -60,7 +65,10 @@ class OpenAICompatLLM(LLM):
 
     @property
     def supports_json_schema(self) -> bool:  # type: ignore[override]
-        """Unless the server was declared unable to take a schema (json_mode="none")."""
+        """Unless the server was declared unable to take a schema (json_mode="none"); with "auto", whether
+        the probe saw one way of asking for JSON obeyed."""
+        if self.json_mode == "auto":
+            return self.capabilities().json_mode() is not None
         return self.json_mode != "none"
 
     @classmethod
@@ -90,7 +98,7 @@ class OpenAICompatLLM(LLM):
         max_backoff: float = 30.0,
         concurrency: int = 4,
         top_logprobs: int = 20,
-        json_mode: Literal["response_format", "grammar", "guided_json", "none"] = "response_format",
+        json_mode: Literal["auto", "response_format", "grammar", "guided_json", "none"] = "auto",
         missing_candidate: Literal["error", "floor"] = "error",
         generation_logprobs: bool = True,
         headers: dict[str, str] | None = None,
@@ -127,6 +135,18 @@ class OpenAICompatLLM(LLM):
         )
         self._model = model or env_first("RANKDISTILL_LLM_MODEL")
         self._model_lock = threading.Lock()
+        # the probe's requests: few quiet retries, short backoff (a missing feature answers an error)
+        self._probe_http = JSONClient(
+            self.base_url,
+            headers=hdrs,
+            timeout=timeout,
+            max_retries=min(2, max_retries),
+            backoff=0.25,
+            max_backoff=1.0,
+            concurrency=1,
+            error=LLMServerError,
+            log_retries=False,
+        )
         #: candidates of `next_token_logits` that were outside the top tokens and scored by echo instead
         self.echo_fallbacks = 0
 
@@ -143,6 +163,16 @@ class OpenAICompatLLM(LLM):
                 self._model = models[0]
             return self._model
 
+    @property
+    def configured_model(self) -> str | None:
+        """The model named in the config or environment (None: the server's first, asked on first use)."""
+        return self._model
+
+    def probe_request(self, method: str, path: str, payload: dict | None = None) -> Any:
+        """One request for the capability probe: retried at most twice, quietly, not `max_retries` times (a
+        missing feature answers an error; a dead server should say so at once). `path` may be a whole URL."""
+        return self._probe_http.request(method, path, payload)
+
     def _request(self, method: str, path: str, payload: dict | None = None) -> dict:
         """One call with retries on 408/409/425/429/5xx and connection errors, exponential backoff."""
         return self._http.request(method, path, payload)
@@ -151,26 +181,31 @@ class OpenAICompatLLM(LLM):
         """fn over items with at most `concurrency` requests in flight, results in input order."""
         return self._http.map(fn, items)
 
-    def _json_fields(self, schema: dict | None) -> dict:
-        if schema is None or self.json_mode == "none":
+    def json_fields(self, schema: dict | None, mode: str | None = None) -> dict:
+        """The request fields that ask for output following `schema`, the `mode` way (default: the
+        backend's `json_mode`; "auto" is the probe's choice, nothing where no way works)."""
+        mode = mode or self.json_mode
+        if mode == "auto" and schema is not None:
+            mode = self.capabilities().json_mode() or "none"
+        if schema is None or mode == "none":
             return {}
-        if self.json_mode == "response_format":
+        if mode == "response_format":
             return {
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "output", "schema": schema, "strict": True},
                 }
             }
-        if self.json_mode == "guided_json":
+        if mode == "guided_json":
             return {"guided_json": schema}
-        if self.json_mode == "grammar":
+        if mode == "grammar":
             from rankdistill.errors import require
 
             require("llama_cpp", "llm", "json_mode='grammar' (JSON schema to GBNF)")
             from llama_cpp.llama_grammar import json_schema_to_gbnf
 
             return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
-        raise ValueError(f"unknown json_mode {self.json_mode!r}")
+        raise ValueError(f"unknown json_mode {mode!r}")
 
     # ------------------------------------------------------------------ LLM interface
     def identity(self) -> dict[str, Any]:
@@ -194,7 +229,7 @@ class OpenAICompatLLM(LLM):
     ) -> list[Generation]:
         """Prompt i is sent with seed `seed + i` (servers that honour seeds then repeat exactly)."""
         model = self.model
-        extra = self._json_fields(json_schema)
+        extra = self.json_fields(json_schema)
 
         def one(item: tuple[int, str]) -> Generation:
             i, prompt = item
@@ -286,19 +321,53 @@ class OpenAICompatLLM(LLM):
         values = [float(v) for v in values]
         return ContinuationScore(logprob=float(sum(values)), n_tokens=len(values), token_logprobs=values)
 
-    def score_continuations(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
-        return self._map(lambda pc: self._echo(*pc), list(pairs))
+    def _prompt_logprobs(self, prompt: str, continuation: str) -> ContinuationScore:
+        """Score a continuation with vLLM's `prompt_logprobs` (for servers that cannot echo)."""
+        full = prompt + continuation
+        data = self._request(
+            "POST",
+            "completions",
+            {"model": self.model, "prompt": full, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0},
+        )
+        entries = _first_choice(data, self.base_url).get("prompt_logprobs") or data.get("prompt_logprobs")
+        if not isinstance(entries, list) or not entries:
+            raise LLMServerError(
+                f"{self.base_url} returned no prompt_logprobs (a vLLM extension); it cannot score "
+                "continuations this way"
+            )
+        values = continuation_from_prompt_logprobs(entries, len(continuation))
+        if values is None:
+            raise LLMServerError(
+                f"{self.base_url}: the prompt_logprobs of {full[:60]!r} do not cover its last "
+                f"{len(continuation)} characters"
+            )
+        return ContinuationScore(logprob=float(sum(values)), n_tokens=len(values), token_logprobs=values)
 
-    def _top_logprobs(self, prompt: str) -> dict[str, float]:
+    def score_continuations(
+        self, pairs: list[tuple[str, str]], *, method: str | None = None
+    ) -> list[ContinuationScore]:
+        """log P(continuation | prompt) by `method`: "echo" (the default: /completions with echo and
+        logprobs) or "prompt_logprobs" (vLLM)."""
+        if method in (None, "echo"):
+            return self._map(lambda pc: self._echo(*pc), list(pairs))
+        if method == "prompt_logprobs":
+            return self._map(lambda pc: self._prompt_logprobs(*pc), list(pairs))
+        raise ValueError(f"continuation method must be 'echo' or 'prompt_logprobs', not {method!r}")
+
+    def _top_logprobs(self, prompt: str, via: str | None = None) -> dict[str, float]:
+        via = via or self.endpoint
         payload: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0}
-        if self.endpoint == "chat":
+        if via == "chat":
             payload.update(
                 messages=[{"role": "user", "content": prompt}], logprobs=True, top_logprobs=self.top_logprobs
             )
             choice = _first_choice(self._request("POST", "chat/completions", payload), self.base_url)
             content = (choice.get("logprobs") or {}).get("content") or []
             if not content or not content[0].get("top_logprobs"):
-                raise LLMServerError(f"{self.base_url} returned no top_logprobs for a chat completion")
+                raise LLMServerError(
+                    f"{self.base_url} returned no top_logprobs for a chat completion"
+                    + ("" if content else " (the model answered no token)")
+                )
             top = {t["token"]: float(t["logprob"]) for t in content[0]["top_logprobs"]}
             top.setdefault(content[0]["token"], float(content[0]["logprob"]))
             return top
@@ -312,40 +381,104 @@ class OpenAICompatLLM(LLM):
             )
         return {k: float(v) for k, v in tops[0].items()}
 
-    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
-        """Log-probabilities (logits up to a per-prompt constant) of each candidate's first token. A
-        candidate outside the server's top tokens is scored exactly by echo on /completions."""
+    def top_next_tokens(self, prompts: list[str], *, via: str | None = None) -> list[dict[str, float]]:
+        """The server's top `top_logprobs` next tokens after each prompt (token text -> log-probability),
+        from /completions or, with ``via="chat"``, from /chat/completions (the prompt as a user message)."""
+        return self._map(lambda p: self._top_logprobs(p, via), list(prompts))
+
+    def next_token_logits(
+        self, prompts: list[str], candidates: list, *, method: str | None = None
+    ) -> list[list[float]]:
+        """Log-probabilities (logits up to a per-prompt constant) of each candidate's first token, read from
+        the top tokens of /completions or (``method="chat"``, or endpoint=chat) /chat/completions.
+
+        A candidate is a string, or a group of spellings (tuple or list: " true", "True", ...) whose
+        probability mass is summed (log-sum-exp over the ones among the top tokens). One outside the top
+        tokens is scored exactly by echo on /completions; on the chat route it is an error, or with
+        missing_candidate="floor" the lowest returned log-probability (an upper bound)."""
+        via = method or self.endpoint
+        if via not in ("completions", "chat"):
+            raise ValueError(f"next-token method must be 'completions' or 'chat', not {method!r}")
+
+        def echoed(prompt: str, spelling: str) -> float | None:
+            with self._model_lock:
+                self.echo_fallbacks += 1
+            first = self._echo(prompt, spelling).token_logprobs
+            return first[0] if len(first) == 1 else None
 
         def one(prompt: str) -> list[float]:
-            top = self._top_logprobs(prompt)
+            top = self._top_logprobs(prompt, via)
             # some servers (llama-cpp-python) detokenise each top token alone, dropping its leading space:
             # when no returned token starts with a space, match candidates without theirs
             stripped = not any(k.startswith(" ") for k in top)
             row: list[float] = []
             for c in candidates:
-                if c in top:
-                    row.append(top[c])
-                elif stripped and c.lstrip() != c and c.lstrip() in top:
-                    row.append(top[c.lstrip()])
-                elif self.endpoint == "completions":
-                    with self._model_lock:
-                        self.echo_fallbacks += 1
-                    first = self._echo(prompt, c).token_logprobs
-                    row.append(first[0] if first else math.nan)
-                elif self.missing_candidate == "floor":
-                    row.append(min(top.values()))
+                if isinstance(c, str):
+                    if c in top:
+                        row.append(top[c])
+                        continue
+                    if stripped and c.lstrip() != c and c.lstrip() in top:
+                        row.append(top[c.lstrip()])
+                        continue
+                    if via == "completions" and self.endpoint == "completions":
+                        with self._model_lock:
+                            self.echo_fallbacks += 1
+                        first = self._echo(prompt, c).token_logprobs
+                        row.append(first[0] if first else math.nan)
+                        continue
+                    spellings: list[str] = [c]
                 else:
-                    raise LLMServerError(
-                        f"candidate {c!r} is not among the server's top {len(top)} tokens for a prompt "
-                        f"starting {prompt[:60]!r}, and the chat endpoint cannot echo; raise top_logprobs or "
-                        "use missing_candidate='floor'"
-                    )
+                    spellings = list(dict.fromkeys(str(x) for x in c))
+                    keys = dict.fromkeys(x.lstrip() if stripped else x for x in spellings)
+                    found = [top[k] for k in keys if k in top]
+                    if found:
+                        row.append(logsumexp(found))
+                        continue
+                    if via == "completions" and self.endpoint == "completions":
+                        exact = [v for v in (echoed(prompt, x) for x in spellings) if v is not None]
+                        if exact:
+                            row.append(logsumexp(exact))
+                            continue
+                if self.missing_candidate == "floor":
+                    row.append(min(top.values()))
+                    continue
+                shown = spellings[0] if len(spellings) == 1 else spellings
+                raise LLMServerError(
+                    f"candidate {shown!r} is not among the server's top {len(top)} tokens for a prompt "
+                    f"starting {prompt[:60]!r}, and the {via} route cannot echo; raise top_logprobs or "
+                    "use missing_candidate='floor'"
+                )
             return row
 
         return self._map(one, list(prompts))
 
     def close(self) -> None:
         self._http.close()
+        self._probe_http.close()
+
+
+def continuation_from_prompt_logprobs(entries: list, n_chars: int) -> list[float] | None:
+    """The log-probabilities of the tokens covering the last `n_chars` characters of a prompt, from vLLM's
+    `prompt_logprobs` (one entry per prompt token: None for the first, else {token id: {"logprob",
+    "rank", "decoded_token"}}; asked with prompt_logprobs=0, the entry holds the prompt's token first).
+    Tokens are walked back from the end by the length of their decoded text, so a leading BOS never
+    matters; a token that straddles the boundary counts as continuation (the echo route's rule). None
+    when the entries run out first."""
+    if n_chars <= 0:
+        return []
+    values: list[float] = []
+    covered = 0
+    for entry in reversed(entries):
+        if not isinstance(entry, dict) or not entry:
+            return None
+        info = next(iter(entry.values()))
+        if not isinstance(info, dict) or info.get("logprob") is None:
+            return None
+        values.append(float(info["logprob"]))
+        covered += len(info.get("decoded_token") or "")
+        if covered >= n_chars:
+            return values[::-1]
+    return None
 
 
 def _first_choice(data: dict, where: str) -> dict:
