@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rankdistill.cli.app import app
+from rankdistill.hardware import DEVICE_HELP, resolve_device
 
 console = Console(stderr=True)
 
@@ -141,6 +142,12 @@ def label_cmd(
     data_dir: Path = typer.Option(
         None, "--data-dir", envvar="RANKDISTILL_DATA_DIR", help="Folder of datasets."
     ),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help=DEVICE_HELP + " For teachers that run a model in process (cross-encoder, bi-encoder); an LLM "
+        "backend takes its own ?device= option.",
+    ),
 ) -> None:
     """Label (query, document) candidates with a teacher into the label store. Resumable: run it again
     after a crash and it computes only what is missing; a finished job computes nothing."""
@@ -157,6 +164,7 @@ def label_cmd(
             f"{kind!r}; expected one of {', '.join(LABEL_KINDS.names())}", param_hint="--kind"
         )
     _check_teacher_options(kind, teacher, fusion)  # before anything is read, and before the store exists
+    resolve_device(device, "--device")
     ds = load_dataset(dataset, data_dir)
     corpus = ds.corpus
     has_scores = True
@@ -187,7 +195,7 @@ def label_cmd(
             result = _label_other(kind, teacher, store, queries, corpus, run, listwise, batch_size)
             summary = {"kind": kind, **result}
         else:
-            tch = load_teacher(teacher, fusion=fusion)
+            tch = load_teacher(teacher, fusion=fusion, device=device)
             if not has_scores and _needs_first_stage(tch):
                 run = _bm25_scores(corpus, queries, run, cache_dir)
             candidates = run_candidates(queries, corpus, run, depth)

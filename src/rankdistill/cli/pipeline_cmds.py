@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rankdistill.cli.app import app
+from rankdistill.hardware import DEVICE_HELP
 
 console = Console(stderr=True)
 
@@ -37,6 +38,11 @@ def run_cmd(
         "--data-dir",
         help="Folder of datasets by name (sets dataset.data_dir; $RANKDISTILL_DATA_DIR also works).",
     ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help=DEVICE_HELP + " Sets the config's device (teachers, training, evaluation); default: its own.",
+    ),
 ) -> None:
     """Run data → BM25 → synthetic queries → teacher labels → training → evaluation → report.
 
@@ -46,7 +52,11 @@ def run_cmd(
     from rankdistill.pipeline.runner import StageError, running_stage
     from rankdistill.pipeline.stages import build_pipeline, run_pipeline
 
-    cfg = load_config(config, [*(overrides or []), *([f"dataset.data_dir={data_dir}"] if data_dir else [])])
+    extra = [
+        *([f"dataset.data_dir={data_dir}"] if data_dir else []),
+        *([f"device={device}"] if device else []),
+    ]
+    cfg = load_config(config, [*(overrides or []), *extra])
     if check:
         check_dataset(cfg, str(config))
         pipeline = build_pipeline(cfg, run_dir)

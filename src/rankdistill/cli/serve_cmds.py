@@ -8,9 +8,13 @@ from pathlib import Path
 import typer
 
 from rankdistill.cli.app import app
+from rankdistill.hardware import DEVICE_HELP, resolve_device
 
 _BACKEND_HELP = "torch, onnx, onnx-int8, or auto (the fastest measured by `rankdistill export --onnx`)."
-_DTYPE_HELP = "auto (bf16 on CPUs with native bf16, fp32 otherwise), bf16 or fp32 (torch backend)."
+_DTYPE_HELP = (
+    "auto (bf16 on CPUs and GPUs with native bf16, fp16 on older GPUs, fp32 otherwise), bf16, fp16 or "
+    "fp32 (torch backend)."
+)
 _LONG_HELP = "Long documents: truncate, or maxp (split into passages, keep the best passage's score)."
 
 
@@ -39,6 +43,7 @@ def rerank_cmd(
     split: str | None = typer.Option(None, "--split", help="Only the queries judged in this split."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where named datasets live."),
     backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads (default: all cores)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Pairs per model batch."),
@@ -47,6 +52,7 @@ def rerank_cmd(
 ) -> None:
     """Rerank the top-k documents of each query of a first-stage run and write a TREC run."""
     _check_choices(backend, long_docs)
+    resolve_device(device, "--device")  # before the data is read: a device not here is an error now
     from rankdistill.data.datasets import load_dataset
     from rankdistill.data.trec import read_run, write_run
     from rankdistill.inference.reranker import Reranker
@@ -56,7 +62,13 @@ def rerank_cmd(
     first = read_run(run)
     queries = ds.split_queries(split) if split else ds.queries
     reranker = Reranker.load(
-        model, backend=backend, dtype=dtype, threads=threads, batch_size=batch_size, long_docs=long_docs
+        model,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        batch_size=batch_size,
+        long_docs=long_docs,
     )
     t0 = time.perf_counter()
     stats: dict[str, int] = {}
@@ -79,7 +91,8 @@ def rerank_cmd(
     missing = f"; {stats['missing_docs']} unknown document ids ignored" if stats["missing_docs"] else ""
     typer.echo(
         f"reranked {stats['queries']} queries ({stats['pairs']} pairs) in {seconds:.1f}s "
-        f"({stats['pairs'] / max(seconds, 1e-9):.0f} pairs/s, {reranker.info()['backend']}){skipped}{missing} -> {out}"
+        f"({stats['pairs'] / max(seconds, 1e-9):.0f} pairs/s, {reranker.info()['backend']} on "
+        f"{reranker.info()['device']}){skipped}{missing} -> {out}"
     )
 
 
@@ -104,6 +117,7 @@ def serve_cmd(
     ),
     max_wait_ms: float = typer.Option(2.0, "--max-wait-ms", help="How long a micro-batch waits for company."),
     backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads (default: all cores)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Pairs per model batch."),
@@ -112,6 +126,7 @@ def serve_cmd(
 ) -> None:
     """Serve a reranker over HTTP: POST /rerank, POST /explain, GET /health, docs at /docs."""
     _check_choices(backend, long_docs)
+    resolve_device(device, "--device")
     from rankdistill.errors import require
 
     uvicorn = require("uvicorn", "server", "rankdistill serve")
@@ -119,7 +134,13 @@ def serve_cmd(
     from rankdistill.server.app import create_app
 
     reranker = Reranker.load(
-        model, backend=backend, dtype=dtype, threads=threads, batch_size=batch_size, long_docs=long_docs
+        model,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        batch_size=batch_size,
+        long_docs=long_docs,
     )
     reranker.score([("warm up", "the first pass allocates buffers")])
     application = create_app(
@@ -134,7 +155,8 @@ def serve_cmd(
     )
     info = reranker.info()
     typer.echo(
-        f"serving {info['model']} ({info['backend']}, {info.get('dtype')}) on http://{host}:{port} "
+        f"serving {info['model']} ({info['backend']} on {info.get('device')}, {info.get('dtype')}) on "
+        f"http://{host}:{port} "
         f"(docs: /docs{', API key required' if api_key else ''})"
     )
     uvicorn.run(application, host=host, port=port, log_level=log_level, workers=1)

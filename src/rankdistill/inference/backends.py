@@ -1,10 +1,13 @@
 """The engines a `Reranker` runs a model with, each called the same way: token ids in, logits out.
 
 - `TorchBackend`: a transformers sequence-classification model in fp32, bf16 or fp16 on CPU or GPU;
-- `OnnxBackend`: the model exported by `rankdistill export --onnx`, run by ONNX Runtime (fp32 or int8).
+- `OnnxBackend`: the model exported by `rankdistill export --onnx`, run by ONNX Runtime (fp32 or int8),
+  on CUDA (CUDAExecutionProvider) when the device is a CUDA GPU and the installed onnxruntime has that
+  provider, else on the CPU (`onnx_providers`).
 
-`measured_backend` reads which of them `rankdistill export --onnx` measured fastest for a model folder,
-and trusts it only on the CPU it was measured on.
+Both take a device resolved by `rankdistill.hardware.resolve_device`. `measured_backend` reads which of
+them `rankdistill export --onnx` measured fastest for a model folder, and trusts it only on the CPU it was
+measured on.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError, require
-from rankdistill.hardware import cpu_info, pick_dtype
+from rankdistill.hardware import cpu_info, pick_dtype, resolve_device
 from rankdistill.students.encoder import TorchForward
 
 log = logging.getLogger(__name__)
@@ -34,19 +37,19 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, path: str, device: str, dtype: str | None):
+    def __init__(self, path: str, device: Any, dtype: str | None):
         import torch
         from transformers import AutoModelForSequenceClassification
 
         self.torch = torch
-        self.device = device
-        self.dtype = pick_dtype(device, dtype)
+        self.device = resolve_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype)
-        self.model = model.to(device).eval()
+        self.model = model.to(self.device).eval()
         if self.dtype != torch.float32:
             head_in_fp32(model)
         self.num_labels = int(model.config.num_labels)
-        self._forward = TorchForward(self.model, device)
+        self._forward = TorchForward(self.model, self.device)
         self.dtype_name = str(self.dtype).replace("torch.", "")
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
@@ -71,10 +74,28 @@ def head_in_fp32(model: Any) -> None:
             head.register_forward_pre_hook(to_fp32)
 
 
-class OnnxBackend:
-    """An exported model run by ONNX Runtime on CPU; same call contract as the torch backend."""
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
 
-    def __init__(self, model_file: str | Path, num_labels: int, threads: int | None = None):
+
+def onnx_providers(device: Any, available: list[str]) -> list[Any]:
+    """ONNX Runtime execution providers for a resolved device, given the providers the installed
+    onnxruntime has (`onnxruntime.get_available_providers()`): CUDA first (on the device's index) when the
+    device is a CUDA GPU and the CUDA provider is there, the CPU provider always (ops CUDA lacks fall back
+    to it); the CPU provider alone otherwise."""
+    kind, _, index = str(device).partition(":")
+    if kind == "cuda" and CUDA_PROVIDER in available:
+        return [(CUDA_PROVIDER, {"device_id": int(index or 0)}), CPU_PROVIDER]
+    return [CPU_PROVIDER]
+
+
+class OnnxBackend:
+    """An exported model run by ONNX Runtime (see `onnx_providers`); same call contract as the torch
+    backend."""
+
+    def __init__(
+        self, model_file: str | Path, num_labels: int, threads: int | None = None, device: Any = "cpu"
+    ):
         ort = require("onnxruntime", "onnx", "The ONNX Runtime backend")
         model_file = Path(model_file)
         if not model_file.is_file():
@@ -85,7 +106,21 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+        self.device = resolve_device(device)
+        providers = onnx_providers(self.device, ort.get_available_providers())
+        if self.device.type != "cpu" and providers == [CPU_PROVIDER]:
+            log.warning(
+                "%s: the installed onnxruntime has no %s (it has %s); ONNX runs on the CPU, not on %s. "
+                "Install onnxruntime-gpu, or use the torch backend on the GPU",
+                model_file,
+                CUDA_PROVIDER,
+                ", ".join(ort.get_available_providers()),
+                self.device,
+            )
+        self.session = ort.InferenceSession(str(model_file), opts, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        if self.provider != CUDA_PROVIDER:
+            self.device = resolve_device("cpu")  # where it really runs
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.num_labels = int(num_labels)
         self.threads = threads
@@ -96,12 +131,15 @@ class OnnxBackend:
 
     @classmethod
     def from_model_dir(
-        cls, model_dir: str | Path, int8: bool = False, threads: int | None = None
+        cls, model_dir: str | Path, int8: bool = False, threads: int | None = None, device: Any = "cpu"
     ) -> OnnxBackend:
         model_dir = Path(model_dir)
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         return cls(
-            model_dir / ONNX_DIR / (INT8_FILE if int8 else FP32_FILE), config.get("num_labels", 1), threads
+            model_dir / ONNX_DIR / (INT8_FILE if int8 else FP32_FILE),
+            config.get("num_labels", 1),
+            threads,
+            device,
         )
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None):
@@ -113,11 +151,11 @@ class OnnxBackend:
         return self.session.run(["logits"], feeds)[0].astype(np.float32, copy=False)
 
 
-def measured_backend(path: str, device: str) -> str:
-    """The backend `rankdistill export --onnx` measured fastest here (torch if none was exported, on GPU,
-    or when onnxruntime is not installed)."""
+def measured_backend(path: str, device: Any) -> str:
+    """The backend `rankdistill export --onnx` measured fastest here (torch if none was exported, on a
+    device other than the CPU, where the measurement was made, or when onnxruntime is not installed)."""
     choice = Path(path) / ONNX_DIR / BACKEND_CHOICE
-    if device != "cpu" or not choice.is_file():
+    if str(device) != "cpu" or not choice.is_file():
         return "torch"
     try:
         data = json.loads(choice.read_text(encoding="utf-8"))

@@ -106,13 +106,14 @@ def measure_backends(
     fp32 torch (the reference every backend is compared with)."""
     from rankdistill.inference.reranker import Reranker
 
-    reference = Reranker.load(model_dir, backend="torch", dtype="fp32", threads=threads)
+    # on the CPU: the choice recorded is the CPU's (`measured_backend` uses it only there)
+    reference = Reranker.load(model_dir, backend="torch", device="cpu", dtype="fp32", threads=threads)
     pairs = pairs or _calibration_pairs(reference.tokenizer, n=n_pairs)
     ref_scores = np.asarray(reference.score(pairs))
     out: dict[str, dict[str, Any]] = {}
     for name in backends:
         # score() speed only: no fp32 copy for rerank's top-k rescoring
-        rr = Reranker.load(model_dir, backend=name, threads=threads, rescore=False)
+        rr = Reranker.load(model_dir, backend=name, device="cpu", threads=threads, rescore=False)
         rr.score(pairs[:16])  # warm-up: first calls allocate and pick kernels
         best = float("inf")
         for _ in range(repeats):

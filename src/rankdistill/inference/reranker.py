@@ -4,7 +4,9 @@ Speed comes from doing as little as possible per call: the model, tokenizer and 
 `load()`; each call tokenises all its pairs in one batched (Rust) tokenizer call, sorts them by length so
 each batch is padded only to its own longest pair, and runs the model under `torch.inference_mode()` in
 bf16 on CPUs with native bf16 (fp32 otherwise), or through ONNX Runtime when that was exported and
-measured faster (`rankdistill export --onnx`). Tokenising, batching and turning logits into scores is
+measured faster (`rankdistill export --onnx`). The device is `rankdistill.hardware.resolve_device`'s:
+"auto" (the default) runs on a CUDA GPU when one is visible (bf16 where it has native bf16, else fp16),
+else on MPS, else on the CPU. Tokenising, batching and turning logits into scores is
 `rankdistill.students.encoder.score_pairs`, which the training dev evaluator uses too.
 
 Exact top-k with bf16 speed (the default when bf16 is chosen automatically): `rerank`/`rerank_many` score
@@ -192,7 +194,7 @@ class Reranker:
         path: str | Path,
         *,
         backend: str = "auto",
-        device: str = "cpu",
+        device: Any = "auto",
         dtype: str | None = "auto",
         threads: int | None = None,
         batch_size: int = 32,
@@ -207,8 +209,11 @@ class Reranker:
         looked up in `STUDENT_TYPES`) or an HF cross-encoder folder / hub name.
 
         backend: "torch", "onnx", "onnx-int8", or "auto" (the fastest backend measured by
-        `rankdistill export --onnx` for this folder, torch when none was exported).
-        dtype: "auto" picks bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on GPUs, fp32 otherwise.
+        `rankdistill export --onnx` for this folder, torch when none was exported or off the CPU).
+        device: "auto" (a CUDA GPU when one is visible, else MPS, else the CPU), "cpu", "cuda", "cuda:N",
+        "mps" or a `torch.device`; one that is not there is an error (`rankdistill.hardware.resolve_device`).
+        dtype: "auto" picks bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and on GPUs with native bf16,
+        fp16 on older GPUs, fp32 otherwise.
         threads: intra-op threads for torch / ONNX Runtime (default: the library's own default).
         rescore: keep an fp32 copy of the weights and rescore `rerank`'s possible top-k with it, so the
         top-k order and scores equal fp32's (see the module docstring). None (default): on when the torch
@@ -216,8 +221,10 @@ class Reranker:
         rescore_margin / rescore_top_k: the bf16 score margin below the k-th best that is rescored, and the
         k kept exact when `rerank` is called without `top_k`.
         """
+        from rankdistill.hardware import resolve_device
         from rankdistill.models import resolve_model
 
+        device = resolve_device(device)
         path = resolve_model(path)
         config = read_metadata(path) if Path(path).is_dir() else {}
         student_type = config.get("student_type", "encoder")
@@ -233,6 +240,7 @@ class Reranker:
                 dtype=dtype,
                 threads=threads,
                 batch_size=batch_size,
+                device=device,
             )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -258,7 +266,9 @@ class Reranker:
             if rescore and reduced:
                 rescorer = TorchBackend(path, device, "fp32")
         else:
-            impl = OnnxBackend.from_model_dir(path, int8=backend == "onnx-int8", threads=threads)
+            impl = OnnxBackend.from_model_dir(
+                path, int8=backend == "onnx-int8", threads=threads, device=device
+            )
         if max_length is None:
             max_length = config.get("max_length") or _model_max_length(tokenizer, impl)
         return cls(
@@ -283,6 +293,7 @@ class Reranker:
             "model": str(self.path),
             "student_type": self.student_type,
             "backend": self.backend.name,
+            "device": str(getattr(self.backend, "device", "cpu")),
             "dtype": getattr(self.backend, "dtype_name", None),
             "threads": getattr(self.backend, "threads", None) or torch.get_num_threads(),
             "max_length": self.max_length,
@@ -503,6 +514,7 @@ class StudentReranker(Reranker):
         threads: int | None = None,
         batch_size: int = 16,
         student_type: str = "decoder",
+        device: Any = "auto",
     ) -> StudentReranker:
         try:
             loader = STUDENT_TYPES.get(student_type)
@@ -513,7 +525,7 @@ class StudentReranker(Reranker):
 
             torch.set_num_threads(int(threads))
         try:
-            student = loader(path, dtype=dtype)
+            student = loader(path, dtype=dtype, device=device)
         except RankdistillError:
             raise
         except (KeyError, TypeError, ValueError, OSError) as exc:
@@ -564,6 +576,7 @@ class StudentReranker(Reranker):
             "model": str(self.path),
             "student_type": self.student_type,
             "backend": "torch",
+            "device": str(weight.device) if weight is not None else None,
             "dtype": str(weight.dtype).removeprefix("torch.") if weight is not None else None,
             "threads": torch.get_num_threads(),
             "batch_size": self.batch_size,

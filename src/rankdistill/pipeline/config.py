@@ -21,6 +21,17 @@ class ConfigError(RankdistillError, ValueError):
     """An invalid pipeline config; the message names the file and each bad key."""
 
 
+def _device_name(device: str) -> str:
+    """A device key's spelling checked (not whether this machine has it: a config may be checked on
+    another machine than the one it runs on)."""
+    from rankdistill.hardware import check_device_name
+
+    try:
+        return check_device_name(device)
+    except RankdistillError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -284,9 +295,14 @@ class TrainSection(BaseModel):
     launch: str | None = None
 
     def train_config(
-        self, output_dir: Path, seed: int, phases: list[dict[str, Any]], data_dir: Path | None = None
+        self,
+        output_dir: Path,
+        seed: int,
+        phases: list[dict[str, Any]],
+        data_dir: Path | None = None,
+        device: str = "auto",
     ):
-        """The validated `rankdistill.training` config for these phases."""
+        """The validated `rankdistill.training` config for these phases, trained on `device`."""
         from rankdistill.training.config import TrainConfig
 
         for p in phases:
@@ -301,6 +317,7 @@ class TrainSection(BaseModel):
             "dev": self.dev,
             "phases": phases,
             "data_dir": data_dir,
+            "device": device,
         }
         return TrainConfig.model_validate(data)
 
@@ -330,6 +347,13 @@ class EvaluateSection(_Strict):
     fuse_student: float | None = Field(default=0.5, gt=0, lt=1)
     throughput_pairs: int = Field(default=512, ge=1)
     batch_size: int = Field(default=64, ge=1)
+    # where the student is evaluated (and its pairs per second measured); None: the run's `device`
+    device: str | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        return None if device is None else _device_name(device)
 
     @field_validator("measures")
     @classmethod
@@ -351,6 +375,10 @@ class PipelineConfig(_Strict):
     run_dir: Path | None = None  # default: runs/<name>
     seed: int = 13
     threads: int | None = Field(default=None, ge=1)  # torch threads; None leaves torch's default
+    # where every model of the run that runs in process does: the encoder teachers, the student in
+    # training and evaluation (evaluate.device may differ); auto: a CUDA GPU when one is visible, else
+    # MPS, else the CPU (rankdistill.hardware.resolve_device)
+    device: str = "auto"
     dataset: DatasetSection
     bm25: BM25Section = Field(default_factory=BM25Section)
     train_queries: TrainQueriesSection = Field(default_factory=TrainQueriesSection)
@@ -359,6 +387,18 @@ class PipelineConfig(_Strict):
     train: TrainSection = Field(default_factory=TrainSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     report: ReportSection = Field(default_factory=ReportSection)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return _device_name(device)
+
+    @property
+    def evaluate_device(self) -> tuple[str, str]:
+        """The device the evaluate stage runs the student on, and the key that set it (for errors)."""
+        if self.evaluate.device is not None:
+            return self.evaluate.device, "evaluate.device"
+        return self.device, "device"
 
     @model_validator(mode="after")
     def _some_training_queries(self) -> PipelineConfig:

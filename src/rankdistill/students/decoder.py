@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from rankdistill.errors import RankdistillError, require
-from rankdistill.hardware import pick_dtype
+from rankdistill.hardware import pick_dtype, resolve_device
 from rankdistill.llm.gguf import gguf_as_folder, save_causal_lm
 from rankdistill.models import resolve_model
 from rankdistill.students.metadata import METADATA_FILE, STUDENT_TYPES, read_metadata, write_metadata
@@ -188,15 +188,19 @@ class DecoderStudent(nn.Module):
         return cls(peft.get_peft_model(model, lora), tokenizer, config)
 
     @classmethod
-    def load(cls, path: str | Path, dtype: str | None = "auto", trainable: bool = False) -> DecoderStudent:
-        """Load a saved student. dtype: weights' precision ("auto" = bf16 where the CPU has it, "fp32")."""
+    def load(
+        cls, path: str | Path, dtype: str | None = "auto", trainable: bool = False, device: Any = "auto"
+    ) -> DecoderStudent:
+        """Load a saved student onto `device` (see `rankdistill.hardware.resolve_device`; "auto": a GPU
+        when there is one). dtype: weights' precision ("auto" = `pick_dtype`'s for that device, "fp32")."""
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path)
         meta = read_student_config(path)
         config = DecoderConfig(**meta["config"])
-        torch_dtype = pick_dtype("cpu", dtype)
+        device = resolve_device(device)
+        torch_dtype = pick_dtype(device, dtype)
         if meta.get("weights") == "merged":
             model = AutoModelForCausalLM.from_pretrained(
                 path / "backbone", dtype=torch_dtype, attn_implementation="sdpa"
@@ -212,7 +216,7 @@ class DecoderStudent(nn.Module):
         state = load_file(str(path / HEAD_NAME))
         head = nn.Linear(state["weight"].shape[1], 1)
         head.load_state_dict(state)
-        student = cls(model, tokenizer, config, head=head)
+        student = cls(model, tokenizer, config, head=head).to(device)
         if not trainable:
             student.eval()
         return student
@@ -421,8 +425,9 @@ class DecoderStudent(nn.Module):
         return self.head.weight.device
 
     def _autocast(self):
-        """bf16 autocast on CPUs with native bf16 (a no-op when the weights already are bf16)."""
-        if pick_dtype(self.device.type, "auto") == torch.bfloat16:
+        """bf16 autocast where `pick_dtype` picks bf16 for the student's device (a no-op when the weights
+        already are bf16)."""
+        if pick_dtype(self.device, "auto") == torch.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rankdistill.errors import RankdistillError
+from rankdistill.hardware import resolve_device
 from rankdistill.models import resolve_model
 from rankdistill.students.metadata import STUDENT_TYPES, read_metadata, write_metadata
 from rankdistill.utils import batched, progress
@@ -37,7 +38,7 @@ def load_encoder_student(
     num_layers: int | None = None,
     num_labels: int = 1,
     max_length: int = 256,
-    device: str | None = "cpu",
+    device: Any = "auto",
     seed: int | None = None,
     layers: list[int] | None = None,
 ):
@@ -49,7 +50,8 @@ def load_encoder_student(
     about 100x smaller than after layer 6), so a first-two-layers student starts with a constant [CLS];
     keeping the last layer does not fix training by itself (README, "The distillation experiment").
     The classification head is new (seeded by `seed`). A folder that already holds a trained
-    cross-encoder (with a sequence-classification head) is loaded with its head.
+    cross-encoder (with a sequence-classification head) is loaded with its head. `device`: see
+    `rankdistill.hardware.resolve_device` ("auto": a GPU when there is one).
     """
     from sentence_transformers import CrossEncoder
     from sentence_transformers.base.modules import Transformer
@@ -82,7 +84,7 @@ def load_encoder_student(
         config_kwargs=config_kwargs,
         max_seq_length=max_length,
     )
-    model = CrossEncoder(modules=[transformer], device=device)
+    model = CrossEncoder(modules=[transformer], device=str(resolve_device(device)))
     model.max_seq_length = max_length
     if layers is not None:
         _keep_layers(model.model, list(layers), path)
@@ -124,8 +126,9 @@ def save_student(model, path: str | Path, metadata: dict[str, Any] | None = None
     return path
 
 
-def load_student(path: str | Path, device: str | None = "cpu", max_length: int | None = None):
-    """Load a saved encoder student (or any HF cross-encoder folder) as a `CrossEncoder`."""
+def load_student(path: str | Path, device: Any = "auto", max_length: int | None = None):
+    """Load a saved encoder student (or any HF cross-encoder folder) as a `CrossEncoder` on `device`
+    (see `rankdistill.hardware.resolve_device`)."""
     from sentence_transformers import CrossEncoder
 
     path = Path(path)
@@ -134,7 +137,7 @@ def load_student(path: str | Path, device: str | None = "cpu", max_length: int |
     meta = read_metadata(path)
     if meta and meta.get("student_type", "encoder") != "encoder":
         raise RankdistillError(f"{path}: student_type is {meta['student_type']!r}; expected 'encoder'")
-    model = CrossEncoder(str(path), device=device, local_files_only=True)
+    model = CrossEncoder(str(path), device=str(resolve_device(device)), local_files_only=True)
     model.max_seq_length = max_length or int(meta.get("max_length", model.max_seq_length or 512))
     return model
 

@@ -170,19 +170,30 @@ def _checked_dict(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"type": kind, **_typed(name, cfg, where)}
 
 
-def load_teacher(spec: str | Mapping[str, Any] | PointwiseTeacher, **overrides: Any) -> PointwiseTeacher:
+def load_teacher(
+    spec: str | Mapping[str, Any] | PointwiseTeacher, *, device: str | None = None, **overrides: Any
+) -> PointwiseTeacher:
     """Build a pointwise teacher from a spec string or config dict; `overrides` set constructor options
-    (e.g. ``batch_size=8``, ``fusion="rrf"``, ``max_doc_words=200``)."""
+    (e.g. ``batch_size=8``, ``fusion="rrf"``, ``max_doc_words=200``). `device` (e.g. "cuda", "cpu";
+    None: each teacher's default, "auto") goes to every teacher, ensemble members included, that runs a
+    model in process (the encoder teachers) and whose spec does not name its own (``minilm?device=cpu``);
+    an LLM teacher's model runs where its LLM backend puts it (its own ``?device=`` option)."""
     if isinstance(spec, PointwiseTeacher):
         return spec
     cfg = {**teacher_config(spec), **{k: v for k, v in overrides.items() if v is not None}}
     kind = cfg.pop("type")
     if kind == "ensemble":
-        members = [load_teacher(m) for m in cfg.pop("members")]
+        members = [load_teacher(m, device=device) for m in cfg.pop("members")]
         return EnsembleTeacher(members, cfg.pop("weights", None), **cfg)
     cfg.pop("fusion", None)  # only ensembles fuse
     entry = TEACHERS.entry(kind)
     cfg = {**entry.info.get("options", {}), **cfg}
+    if (
+        device is not None
+        and cfg.get("device") is None
+        and "device" in parameters_of(TEACHERS.get(entry.name))[0]
+    ):
+        cfg["device"] = device
     if "llm" in cfg:
         cfg["llm"] = load_llm(cfg["llm"])  # an LLM passes through
     return TEACHERS.get(entry.name)(**cfg)

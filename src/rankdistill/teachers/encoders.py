@@ -10,7 +10,7 @@ from typing import Any
 
 from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import model_fingerprint
-from rankdistill.hardware import pick_dtype
+from rankdistill.hardware import pick_dtype, resolve_device
 from rankdistill.models import resolve_model
 from rankdistill.teachers.base import TEACHERS, PointwiseLabel, PointwiseTeacher
 from rankdistill.utils import stable_hash
@@ -31,7 +31,9 @@ class CrossEncoderTeacher(PointwiseTeacher):
     """Scores pairs with a sequence-classification model through sentence-transformers' CrossEncoder.
 
     One output: score = that logit. Two outputs: logits = [not relevant, relevant], score = their
-    difference. bf16 on CPUs that support it (set dtype="fp32" for exact fp32 scores)."""
+    difference. `device` "auto" (the default) is a GPU when there is one (`rankdistill.hardware`); dtype
+    "auto" is bf16 on CPUs and GPUs that support it, fp16 on older GPUs (set dtype="fp32" for exact fp32
+    scores). The dtype is part of the teacher's identity, so labels of another dtype are not mixed in."""
 
     name = "cross-encoder"
 
@@ -48,7 +50,7 @@ class CrossEncoderTeacher(PointwiseTeacher):
         self.model_path = resolve_model(model)
         self.max_length = max_length
         self.batch_size = batch_size
-        self.device = device or "cpu"
+        self.device = str(resolve_device(device or "auto"))
         self.dtype = dtype
         if name:
             self.name = name
@@ -169,7 +171,8 @@ class BiEncoderTeacher(PointwiseTeacher):
     """Cosine similarity of query and document embeddings of a sentence-transformers model.
 
     Document embeddings are cached in `cache_dir/embeddings.sqlite` (pass `cache_dir=False` to keep them
-    in memory only). Embeddings are computed in `dtype` and stored as float32."""
+    in memory only). Embeddings are computed in `dtype` on `device` (as for `CrossEncoderTeacher`) and
+    stored as float32."""
 
     name = "bi-encoder"
     #: document embeddings kept in memory at most (about 150 MB at 384 dimensions)
@@ -188,7 +191,7 @@ class BiEncoderTeacher(PointwiseTeacher):
     ):
         self.model_path = resolve_model(model)
         self.batch_size = batch_size
-        self.device = device or "cpu"
+        self.device = str(resolve_device(device or "auto"))
         self.dtype = dtype
         self.max_seq_length = max_seq_length
         if name:

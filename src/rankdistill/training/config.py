@@ -13,6 +13,7 @@ Example (configs/distill_scifact.yaml holds a complete one):
       - {name: phase2, data: {label_store: labels.sqlite, dataset: scifact, teacher: bm25+minilm}}
     training: {batch_size: 32, learning_rate: 5.0e-5, epochs: 1}
     dev: {dataset: scifact, split: train, max_queries: 50, k: 30}
+    device: auto    # a CUDA GPU when one is visible, else MPS, else the CPU; or cpu, cuda, mps
 
 The decoder student (RRADistill's decoder with a ranking head, ReasoningRank's student that explains)
 is `student: {type: decoder, ...}` (see `DecoderStudentConfig`); it trains with its own joint loss, so
@@ -42,6 +43,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from rankdistill.errors import RankdistillError
+from rankdistill.hardware import check_device_name
 from rankdistill.validation import key_error, read_yaml, validate_config, validation_error_lines
 
 
@@ -261,6 +264,17 @@ class TrainConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     dev: DevConfig | None = None
     data_dir: Path | None = None
+    # where the student trains: auto (a CUDA GPU when one is visible, else MPS, else the CPU), cpu, cuda,
+    # mps (rankdistill.hardware.resolve_device); the Trainer takes the first visible GPU
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, device: str) -> str:
+        try:
+            return check_device_name(device)
+        except RankdistillError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="wrap")
     @classmethod

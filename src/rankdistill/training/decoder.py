@@ -27,7 +27,7 @@ from torch import nn
 
 from rankdistill.data.jsonl import iter_jsonl
 from rankdistill.errors import DataError, RankdistillError
-from rankdistill.hardware import pick_dtype
+from rankdistill.hardware import resolve_device
 from rankdistill.students.decoder import DecoderStudent, comparison_target
 from rankdistill.training.data import DOC_KEYS, _label, pick_rows
 from rankdistill.training.losses.joint import JointRankLMLoss
@@ -364,6 +364,62 @@ def _trainer_class():
     return DecoderTrainer
 
 
+def decoder_training_arguments(
+    output_dir: str | Path,
+    *,
+    device: Any = "auto",
+    bf16: bool | None = None,
+    precision: str | None | bool = True,
+    epochs: float = 1.0,
+    max_steps: int = -1,
+    groups_per_batch: int = 2,
+    learning_rate: float = 2e-4,
+    warmup: float = 0.1,
+    weight_decay: float = 0.0,
+    gradient_accumulation_steps: int = 1,
+    seed: int = 0,
+    save_steps: int | None = None,
+    save_total_limit: int | None = None,
+    logging_steps: int = 5,
+    show_progress: bool = True,
+):
+    """The HF `TrainingArguments` `train_decoder` trains with. `device`: a name `resolve_device` resolves
+    ("auto": a GPU when there is one), or a resolved `torch.device` taken as it is; `use_cpu` is set only
+    for the CPU. Mixed precision: `bf16` True or False as given, None ("auto") what
+    `rankdistill.hardware.training_precision` picks for the device (bf16 where native, fp16 on older GPUs);
+    `precision` ("bf16", "fp16", None) instead decides it without asking the hardware."""
+    from transformers import TrainingArguments
+
+    from rankdistill.training.trainer import precision_arguments, trainer_device_problem
+
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    problem = trainer_device_problem(device)
+    if problem is not None:
+        raise RankdistillError(f"device {problem}")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=groups_per_batch,
+        learning_rate=learning_rate,
+        warmup_steps=warmup,  # a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type="linear",
+        weight_decay=weight_decay,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        seed=seed,
+        data_seed=seed,
+        **precision_arguments(device, "auto" if bf16 is None else bool(bf16), precision),
+        logging_steps=logging_steps,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=save_total_limit,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+    )
+
+
 def train_decoder(
     student: DecoderStudent,
     examples: Sequence[DecoderExample | ComparisonGroup | ComparisonExample],
@@ -380,7 +436,7 @@ def train_decoder(
     gradient_accumulation_steps: int = 1,
     seed: int = 0,
     bf16: bool | None = None,
-    use_cpu: bool | None = None,
+    device: Any = "auto",
     save_steps: int | None = None,
     save_total_limit: int | None = None,
     logging_steps: int = 5,
@@ -391,40 +447,29 @@ def train_decoder(
     Trainer's log history.
 
     The head gets its own (higher) learning rate: it starts from scratch while LoRA only nudges a trained
-    LM. `use_cpu=None` trains where the student is; bf16 (None) follows `pick_dtype` for that device.
-    The final student is saved to `output_dir`.
+    LM. `device` (see `rankdistill.hardware.resolve_device`; "auto": a GPU when there is one) is where it
+    trains, the Trainer moving the student there; bf16 (None) follows `training_precision` for that
+    device (see `decoder_training_arguments`). The final student is saved to `output_dir`.
     """
-    from transformers import TrainingArguments
-
     if not examples:
         raise ValueError("train_decoder needs at least one example group")
     loss = loss or JointRankLMLoss(student)
-    if use_cpu is None:
-        use_cpu = student.device.type == "cpu"
-    if bf16 is None:
-        bf16 = pick_dtype("cpu" if use_cpu else "cuda", "auto") == torch.bfloat16
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=epochs,
+    args = decoder_training_arguments(
+        output_dir,
+        device=device,
+        bf16=bf16,
+        epochs=epochs,
         max_steps=max_steps,
-        per_device_train_batch_size=groups_per_batch,
+        groups_per_batch=groups_per_batch,
         learning_rate=learning_rate,
-        warmup_steps=warmup,  # a float in [0, 1) is a ratio of the total steps
-        lr_scheduler_type="linear",
+        warmup=warmup,
         weight_decay=weight_decay,
         gradient_accumulation_steps=gradient_accumulation_steps,
         seed=seed,
-        data_seed=seed,
-        bf16=bf16,
-        use_cpu=use_cpu,
-        logging_steps=logging_steps,
-        save_strategy="steps" if save_steps else "no",
-        save_steps=save_steps or 500,
+        save_steps=save_steps,
         save_total_limit=save_total_limit,
-        report_to=[],
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=not show_progress,
+        logging_steps=logging_steps,
+        show_progress=show_progress,
     )
     optimizer = None
     if head_learning_rate is not None:

@@ -26,8 +26,8 @@ from rankdistill.utils import stable_hash
 log = logging.getLogger(__name__)
 
 
-def settings_from(cfg: TrainingConfig, seed: int) -> TrainSettings:
-    return TrainSettings(**cfg.model_dump(), seed=seed)
+def settings_from(cfg: TrainingConfig, seed: int, device: str = "auto") -> TrainSettings:
+    return TrainSettings(**cfg.model_dump(), seed=seed, device=device)
 
 
 def rows_from_label_store(data: DataConfig, data_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -142,12 +142,12 @@ def decoder_phase_items(
     return items
 
 
-def decoder_settings(cfg: TrainingConfig, student: DecoderStudentConfig, seed: int) -> dict[str, Any]:
+def decoder_settings(
+    cfg: TrainingConfig, student: DecoderStudentConfig, seed: int, device: Any = "auto"
+) -> dict[str, Any]:
     """`train_decoder` arguments of a phase: `batch_size` counts pairs, as for the encoder's listwise
     losses, so a step takes `batch_size // group_size` items (at least one)."""
     import os
-
-    import torch
 
     return {
         "epochs": cfg.epochs,
@@ -160,7 +160,7 @@ def decoder_settings(cfg: TrainingConfig, student: DecoderStudentConfig, seed: i
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
         "seed": seed,
         "bf16": None if cfg.bf16 == "auto" else bool(cfg.bf16),
-        "use_cpu": not torch.cuda.is_available(),
+        "device": device,
         "save_steps": cfg.save_steps,
         "save_total_limit": cfg.save_total_limit,
         "logging_steps": cfg.logging_steps,
@@ -178,6 +178,7 @@ def train_decoder_from_config(cfg: TrainConfig) -> Path:
     from rankdistill.training.losses.joint import JointRankLMLoss
 
     sc: DecoderStudentConfig = cfg.student
+    device = training_device(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
@@ -188,7 +189,8 @@ def train_decoder_from_config(cfg: TrainConfig) -> Path:
         items = decoder_phase_items(p.data, sc, cfg.seed, cfg.data_dir)
         groups = sum(isinstance(x, DecoderExample) for x in items)
         log.info("phase %s: %d query groups, %d comparison items", p.name, groups, len(items) - groups)
-        phases.append(DecoderPhase(p.name, items, decoder_settings(cfg.phase_training(p), sc, cfg.seed)))
+        settings = decoder_settings(cfg.phase_training(p), sc, cfg.seed, device)
+        phases.append(DecoderPhase(p.name, items, settings))
     overrides = sc.decoder_config()
     student = STUDENT_TYPES.info("decoder")["create"](overrides.pop("backbone"), seed=cfg.seed, **overrides)
 
@@ -212,20 +214,40 @@ def train_decoder_from_config(cfg: TrainConfig) -> Path:
             for p in summary["phases"]
         ],
         "seed": cfg.seed,
-        "config_hash": stable_hash(cfg.model_dump(mode="json"), 16),
+        "config_hash": config_hash(cfg),
     }
     student.save(final, merge=sc.merge, training=training)
     return final
 
 
+def config_hash(cfg: TrainConfig) -> str:
+    """The hash of what was trained (the device it was trained on left out)."""
+    return stable_hash(cfg.model_dump(mode="json", exclude={"device"}), 16)
+
+
+def training_device(cfg: TrainConfig):
+    """The config's `device` resolved here (an error naming the key when it is not there, checked before
+    any row is read or model loaded)."""
+    from rankdistill.hardware import resolve_device
+    from rankdistill.training.trainer import trainer_device_problem
+
+    device = resolve_device(cfg.device, "device")
+    problem = trainer_device_problem(device)
+    if problem is not None:
+        raise RankdistillError(f"device {problem}")
+    return device
+
+
 def train_from_config(cfg: TrainConfig) -> Path:
-    """Run a whole training config; returns the folder of the final student."""
+    """Run a whole training config on its `device` ("auto": a GPU when there is one); returns the folder
+    of the final student."""
     from rankdistill.students.metadata import STUDENT_TYPES
     from rankdistill.training.losses import build_loss
 
     if cfg.student.type == "decoder":
         return train_decoder_from_config(cfg)
 
+    device = training_device(cfg)
     # how the encoder student is created and saved
     student = STUDENT_TYPES.info(cfg.student.type)
     create, save = student["create"], student["save"]
@@ -245,7 +267,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
                 f"losses.{found[0]}.name: {found[1]}; phase {p.name!r} ({source}, phases.{i}.data) has {what}"
             )
         log.info("phase %s: %d training rows", p.name, len(rows))
-        phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed)))
+        phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed, str(device))))
     model = create(
         cfg.student.base,
         cfg.student.num_layers,
@@ -253,6 +275,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
         cfg.student.max_length,
         seed=cfg.seed,
         layers=cfg.student.layers,
+        device=str(device),
     )
     specs = [spec.model_dump() for spec in cfg.losses]
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
@@ -268,7 +291,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
                 {"name": p["name"], "rows": p["rows"], "steps": p["steps"]} for p in summary["phases"]
             ],
             "seed": cfg.seed,
-            "config_hash": stable_hash(cfg.model_dump(mode="json"), 16),
+            "config_hash": config_hash(cfg),
         },
     )
     if evaluator is not None:

@@ -6,7 +6,9 @@ multi-device (accelerate); this module adds what distillation needs on top:
   resume, although they are never part of the saved model;
 - crash safety: a checkpoint counts only once a marker written after its last file says so, and
   resume takes the newest complete one; a non-finite loss stops training before NaN weights exist;
-- arguments chosen for CPUs (bf16 where the CPU has native bf16, seeded data order);
+- the device from `rankdistill.hardware.resolve_device` (`TrainSettings.device`, "auto": a GPU when there
+  is one) and mixed precision from `rankdistill.hardware.training_precision` (bf16 where the CPU or GPU
+  has native bf16, fp16 on older GPUs, fp32 otherwise), seeded data order;
 - a two-phase schedule (phase 1 on existing training queries, phase 2 on synthetic queries, as
   InRanker), each phase in its own folder, skipped when done and resumed from its last checkpoint.
 """
@@ -28,7 +30,7 @@ from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncode
 from torch import nn
 
 from rankdistill.errors import RankdistillError
-from rankdistill.hardware import cpu_supports_bf16
+from rankdistill.hardware import resolve_device, training_precision
 from rankdistill.utils import set_seed
 
 log = logging.getLogger(__name__)
@@ -143,12 +145,13 @@ class DistillationTrainer(CrossEncoderTrainer):
     """CrossEncoderTrainer whose checkpoints also hold the loss's own parameters."""
 
     def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
-        """bf16 autocast around the loss. The Trainer leaves autocast to accelerate, which wraps only the
-        prepared model's `forward`; rankdistill's losses call the inner Hugging Face model directly, so
-        without this they ran in fp32 (measured: a step took as long with bf16 on as off)."""
-        if self.args.bf16:
-            device = "cuda" if torch.cuda.is_available() and not self.args.use_cpu else "cpu"
-            return torch.autocast(device, dtype=torch.bfloat16, cache_enabled=cache_enabled)
+        """bf16 (or fp16) autocast around the loss. The Trainer leaves autocast to accelerate, which wraps
+        only the prepared model's `forward`; rankdistill's losses call the inner Hugging Face model
+        directly, so without this they ran in fp32 (measured: a step took as long with bf16 on as off).
+        fp16's loss scaling stays accelerate's (its GradScaler, in `backward`)."""
+        if self.args.bf16 or self.args.fp16:
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16
+            return torch.autocast(self.args.device.type, dtype=dtype, cache_enabled=cache_enabled)
         return super().autocast_smart_context_manager(cache_enabled)
 
     def _loss_modules(self) -> nn.Module:
@@ -222,16 +225,47 @@ class TrainSettings:
     save_total_limit: int = 2
     eval_steps: int | None = None
     resume: bool = True
+    device: str = "auto"  # see rankdistill.hardware.resolve_device
     extra: dict[str, Any] = field(default_factory=dict)  # any other CrossEncoderTrainingArguments field
 
 
+def trainer_device_problem(device: Any) -> str | None:
+    """Why the Hugging Face Trainer cannot train on a resolved device, or None. It takes the CPU, MPS or
+    the first visible GPU (one process a GPU under accelerate or torchrun), never a GPU by index."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index not in (None, 0):
+        return (
+            f"{device}: the Hugging Face Trainer trains on the first visible GPU; choose the GPU with "
+            f"CUDA_VISIBLE_DEVICES={device.index} and device cuda (or accelerate launch for several)"
+        )
+    return None
+
+
+def precision_arguments(device: Any, bf16: bool | str, precision: str | None | bool = True) -> dict[str, Any]:
+    """The Trainer's device and mixed-precision arguments for a resolved device: `use_cpu` only on the
+    CPU, `bf16`/`fp16` from `precision` ("bf16", "fp16", None for fp32; True: ask
+    `rankdistill.hardware.training_precision` for this `bf16` setting on this machine)."""
+    device = torch.device(device)
+    if precision is True:
+        precision = training_precision(device, bf16)
+    return {"use_cpu": device.type == "cpu", "bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
 def training_arguments(
-    settings: TrainSettings, output_dir: str | Path, evaluate: bool
+    settings: TrainSettings,
+    output_dir: str | Path,
+    evaluate: bool,
+    device: Any = None,
+    precision: str | None | bool = True,
 ) -> CrossEncoderTrainingArguments:
-    on_cpu = not torch.cuda.is_available()
-    bf16 = cpu_supports_bf16() if (settings.bf16 == "auto" and on_cpu) else settings.bf16
-    if bf16 == "auto":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    """The Trainer's arguments for `settings`. `device`: a `torch.device` is taken as it is, a name is
+    resolved (`rankdistill.hardware.resolve_device`), None resolves `settings.device`; `precision`: see
+    `precision_arguments`."""
+    if not isinstance(device, torch.device):
+        device = resolve_device(settings.device if device is None else device)
+    problem = trainer_device_problem(device)
+    if problem is not None:
+        raise RankdistillError(f"device {problem}")
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),
         num_train_epochs=settings.epochs,
@@ -244,8 +278,7 @@ def training_arguments(
         weight_decay=settings.weight_decay,
         seed=settings.seed,
         data_seed=settings.seed,
-        bf16=bool(bf16),
-        use_cpu=on_cpu,
+        **precision_arguments(device, settings.bf16, precision),
         logging_steps=settings.logging_steps,
         save_strategy="steps",
         save_steps=settings.save_steps,

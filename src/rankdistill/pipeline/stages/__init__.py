@@ -90,11 +90,14 @@ def build_stages() -> list[Stage]:
         Stage(
             "evaluate",
             run_evaluate,
+            # the device changes the pairs per second measured; only a device set other than auto is a
+            # setting, so runs from before devices were configurable hash as they did
             lambda c: {
-                "evaluate": _dump(c.evaluate),
+                "evaluate": c.evaluate.model_dump(mode="json", exclude={"device"}),
                 "teacher": c.labels.teacher,
                 "batch_size": c.labels.batch_size,
                 "threads": c.threads,
+                **({"device": c.evaluate_device[0]} if c.evaluate_device[0] != "auto" else {}),
             },
             after=("data", "bm25", "train"),
             external=_dataset_fingerprint,
@@ -129,8 +132,12 @@ def run_pipeline(
     """Run (or resume) the whole pipeline; returns the StageResults. Writes the config used to the run folder."""
     import yaml
 
+    from rankdistill.hardware import resolve_device
     from rankdistill.utils import set_seed
 
+    # a device the config names that is not here fails now, not after the stages before the one using it
+    resolve_device(config.device, "device")
+    resolve_device(*config.evaluate_device)
     set_seed(config.seed)
     if config.threads:
         import torch

@@ -46,7 +46,7 @@ def _teacher(ctx: StageContext):
     if "teacher" not in ctx.shared:
         from rankdistill.teachers import load_teacher
 
-        ctx.shared["teacher"] = load_teacher(ctx.config.labels.teacher)
+        ctx.shared["teacher"] = load_teacher(ctx.config.labels.teacher, device=ctx.config.device)
     return ctx.shared["teacher"]
 
 

@@ -114,6 +114,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     """BM25, the teacher and the student on the same candidates; metrics.json for the report."""
     from rankdistill.data import read_run, write_run
     from rankdistill.evaluation import evaluate, fuse_minmax
+    from rankdistill.hardware import resolve_device
     from rankdistill.inference.reranker import Reranker
     from rankdistill.teachers import direct_scorer, run_candidates
     from rankdistill.teachers.base import labels_to_run
@@ -191,7 +192,10 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         )
 
     student_dir = ctx.stage_dir("train") / "student"
-    reranker = Reranker.load(student_dir, backend="torch", batch_size=ev.batch_size, threads=cfg.threads)
+    device = resolve_device(*cfg.evaluate_device)
+    reranker = Reranker.load(
+        student_dir, backend="torch", device=device, batch_size=ev.batch_size, threads=cfg.threads
+    )
     pairs = [(c.query, c.doc) for c in candidates]
     reranker.score(pairs[: min(len(pairs), 64)])  # warm-up: first calls pay for allocation
     t0 = time.perf_counter()
@@ -224,7 +228,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         student_run,
         pps,
         params,
-        f"backend {info.get('backend')}, dtype {info.get('dtype')}, "
+        f"backend {info.get('backend')} on {info.get('device')}, dtype {info.get('dtype')}, "
         f"{info.get('threads')} threads, batch {ev.batch_size}, max length {info.get('max_length')}",
         **extra,
     )

@@ -44,7 +44,7 @@ def run_queries(ctx: StageContext) -> dict[str, Any]:
             else:
                 from rankdistill.teachers import load_teacher
 
-                teacher = load_teacher(spec)
+                teacher = load_teacher(spec, device=cfg.device)
                 stack.callback(teacher.close)
             store = stack.enter_context(LabelStore(ctx.run_dir / LABEL_STORE))
             scorer = store_scorer(store, batch_size=cfg.labels.batch_size)
