@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from rankdistill.training.config import (
     TrainingConfig,
 )
 from rankdistill.training.data import is_finite_label, label_kind, read_pairs_jsonl
-from rankdistill.training.trainer import Phase, TrainSettings, train_phases
+from rankdistill.training.trainer import (
+    Phase,
+    TrainSettings,
+    is_main_process,
+    train_phases,
+    wait_for_everyone,
+)
 from rankdistill.utils import stable_hash
 
 log = logging.getLogger(__name__)
@@ -178,6 +185,13 @@ def train_decoder_from_config(cfg: TrainConfig) -> Path:
     from rankdistill.training.losses.joint import JointRankLMLoss
 
     sc: DecoderStudentConfig = cfg.student
+    if distributed_world_size() > 1:
+        # its trainer runs the loss on the student itself, not through the DDP wrapper: each process
+        # would train on its own share of the batches without averaging gradients
+        raise RankdistillError(
+            f"the decoder student trains in one process; this run has {distributed_world_size()} "
+            "(accelerate launch / torchrun data-parallel training is for the encoder student)"
+        )
     device = training_device(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +249,20 @@ def training_device(cfg: TrainConfig):
     problem = trainer_device_problem(device)
     if problem is not None:
         raise RankdistillError(f"device {problem}")
+    local_rank = int(os.environ.get("LOCAL_RANK", "-1") or -1)
+    if device.type == "cuda" and device.index is None and local_rank >= 0:
+        import torch
+
+        # one process a GPU under accelerate launch / torchrun: "cuda" is this process's GPU from here on,
+        # so each process builds its student there, not all of them on the first GPU
+        if local_rank < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank)
     return device
+
+
+def distributed_world_size() -> int:
+    """How many processes `accelerate launch` / `torchrun` started for this run (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 def train_from_config(cfg: TrainConfig) -> Path:
@@ -253,9 +280,12 @@ def train_from_config(cfg: TrainConfig) -> Path:
     create, save = student["create"], student["save"]
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(
-        json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
-    )
+    # under accelerate launch / torchrun every process trains the same student; rank 0 writes the files
+    main = is_main_process()
+    if main:
+        (out / "config.json").write_text(
+            json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
     phases = []  # read (and check) every phase's rows before the model loads: bad data fails fast
     for i, p in enumerate(cfg.phases):
         rows = phase_rows(p.data, cfg.seed, cfg.data_dir)
@@ -281,21 +311,23 @@ def train_from_config(cfg: TrainConfig) -> Path:
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
     summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)
     final = out / "final"
-    save(
-        model,
-        final,
-        {
-            "base": cfg.student.base,
-            "losses": specs,
-            "phases": [
-                {"name": p["name"], "rows": p["rows"], "steps": p["steps"]} for p in summary["phases"]
-            ],
-            "seed": cfg.seed,
-            "config_hash": config_hash(cfg),
-        },
-    )
-    if evaluator is not None:
-        (out / "dev_history.json").write_text(
-            json.dumps(evaluator.history, indent=1) + "\n", encoding="utf-8"
+    if main:
+        save(
+            model,
+            final,
+            {
+                "base": cfg.student.base,
+                "losses": specs,
+                "phases": [
+                    {"name": p["name"], "rows": p["rows"], "steps": p["steps"]} for p in summary["phases"]
+                ],
+                "seed": cfg.seed,
+                "config_hash": config_hash(cfg),
+            },
         )
+        if evaluator is not None:
+            (out / "dev_history.json").write_text(
+                json.dumps(evaluator.history, indent=1) + "\n", encoding="utf-8"
+            )
+    wait_for_everyone()
     return final

@@ -131,6 +131,50 @@ def check_finite_weights(model: nn.Module, where: str) -> None:
         )
 
 
+def is_main_process() -> bool:
+    """Whether this process writes the files every process would write alike (phase markers, the saved
+    student): the only process, or rank 0 under `accelerate launch` / `torchrun` (which set RANK before
+    the process group exists)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the processes of a distributed run (nothing in a single process): what rank 0
+    wrote is there before any process goes on to read it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def loss_only_parameters(loss: nn.Module, model: nn.Module) -> list[nn.Parameter]:
+    """The trainable parameters a loss owns besides the model's (e.g. the TCL's)."""
+    model_params = {id(p) for p in model.parameters()}
+    return [p for p in loss.parameters() if p.requires_grad and id(p) not in model_params]
+
+
+def average_gradients(params: Sequence[torch.Tensor]) -> None:
+    """Average `params`' gradients over the processes of a distributed run, as DistributedDataParallel
+    does for the parameters of the model it wraps (a missing gradient counts as zeros)."""
+    import torch.distributed as dist
+
+    if not params or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(g).clone()
+        offset += n
+
+
 def loss_only_state(loss: nn.Module, model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors a loss owns besides the model's (e.g. the TCL's weights)."""
     model_tensors = {id(t) for t in model.state_dict(keep_vars=True).values()}
@@ -142,13 +186,20 @@ def loss_only_state(loss: nn.Module, model: nn.Module) -> dict[str, torch.Tensor
 
 
 class DistillationTrainer(CrossEncoderTrainer):
-    """CrossEncoderTrainer whose checkpoints also hold the loss's own parameters."""
+    """CrossEncoderTrainer whose checkpoints also hold the loss's own parameters.
+
+    Data-parallel (`accelerate launch`, `torchrun`): the Trainer wraps the student in
+    DistributedDataParallel and sentence-transformers puts the wrapper into `loss.model`; the losses run
+    the student's forward pass through it (`losses.base.encode_pairs`), so DDP averages the student's
+    gradients over the processes, and `training_step` averages those of the loss's own parameters (the
+    Term Control Layer), which no wrapper holds. A step then trains on `processes x batch_size` rows."""
 
     def autocast_smart_context_manager(self, cache_enabled: bool | None = True):
         """bf16 (or fp16) autocast around the loss. The Trainer leaves autocast to accelerate, which wraps
-        only the prepared model's `forward`; rankdistill's losses call the inner Hugging Face model
-        directly, so without this they ran in fp32 (measured: a step took as long with bf16 on as off).
-        fp16's loss scaling stays accelerate's (its GradScaler, in `backward`)."""
+        only the prepared model's `forward`; rankdistill's losses once called the inner Hugging Face model
+        directly and ran in fp32 (measured: a step took as long with bf16 on as off), and the loss's own
+        layers (the TCL) run outside that `forward` still. fp16's loss scaling stays accelerate's (its
+        GradScaler, in `backward`)."""
         if self.args.bf16 or self.args.fp16:
             dtype = torch.bfloat16 if self.args.bf16 else torch.float16
             return torch.autocast(self.args.device.type, dtype=dtype, cache_enabled=cache_enabled)
@@ -159,6 +210,9 @@ class DistillationTrainer(CrossEncoderTrainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.world_size > 1 and self.accelerator.sync_gradients:
+            # DDP averaged the student's gradients; the loss's own layers are not in the wrapper
+            average_gradients(loss_only_parameters(self._loss_modules(), self.model))
         # stop before the optimizer applies a NaN gradient (the Trainer would drop the loss from its
         # logs and go on, saving NaN weights)
         value = float(loss.detach().float().sum())
@@ -384,7 +438,6 @@ def train_phases(
         # the loss's own layers start the same whether earlier phases ran now or in a killed run
         set_seed(phase_settings.seed)
         trainer = train(model, loss_factory(model), phase.rows, phase_dir, phase_settings, evaluator)
-        model.save_pretrained(str(model_dir))
         record = {
             "name": phase.name,
             "rows": len(phase.rows),
@@ -394,6 +447,9 @@ def train_phases(
             ),
             "log_history": trainer.state.log_history,
         }
-        write_json_atomic(done, record)
+        if trainer.args.should_save:  # one process writes (every process of a DDP run has the same model)
+            model.save_pretrained(str(model_dir))
+            write_json_atomic(done, record)
+        wait_for_everyone()
         summary["phases"].append(record)
     return summary

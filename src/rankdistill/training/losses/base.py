@@ -128,6 +128,16 @@ def flatten_labels(labels: Any, group_sizes: list[int] | None) -> Any:
     return torch.cat(parts)
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The student inside the wrappers the Trainer may put around it for training: DistributedDataParallel
+    (`accelerate launch`, `torchrun`), FSDP, DeepSpeed, `torch.compile`. Such a wrapper exposes only
+    `forward`, not the student's tokenizer, inner model or config; a model that is no wrapper is returned
+    as it is."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_torch_compile=False)
+
+
 def encode_pairs(
     model,
     queries: list[str],
@@ -136,26 +146,40 @@ def encode_pairs(
     group_sizes: list[int] | None = None,
 ) -> PairForward:
     """Tokenize (query, document) pairs the way CrossEncoder does (longest-first truncation to the
-    model's max length) and run the underlying Hugging Face sequence-classification model once."""
-    hf_model = model.model
-    tokenizer = model.tokenizer
-    encoding = tokenizer(
+    model's max length) and run the student once.
+
+    `model` is the CrossEncoder student or a wrapper around it (see `unwrap_model`; sentence-transformers'
+    trainer puts the wrapped model into `loss.model`). The tokenizer, maximum length and device come from
+    the student inside; the forward pass is the model's own, called as given, since
+    DistributedDataParallel averages the gradients of a forward pass it ran itself and of no other. Its
+    output: "scores" (the logits) and, with `hidden_states`, "all_layer_embeddings", which the student's
+    Transformer module adds while its config asks for hidden states (set for this call only)."""
+    encoder = unwrap_model(model)
+    encoding = encoder.tokenizer(
         queries,
         documents,
         padding=True,
         truncation="longest_first",
-        max_length=model.max_seq_length,
+        max_length=encoder.max_seq_length,
         return_tensors="pt",
         return_offsets_mapping=hidden_states,
     )
-    features = {k: v.to(model.device) for k, v in encoding.items() if k != "offset_mapping"}
-    out = hf_model(**features, output_hidden_states=hidden_states, return_dict=True)
+    features: dict[str, Any] = {k: v.to(encoder.device) for k, v in encoding.items() if k != "offset_mapping"}
+    config = encoder.model.config
+    asked = config.output_hidden_states
+    config.output_hidden_states = hidden_states
+    try:
+        out = model({**features, "output_hidden_states": hidden_states})
+    finally:
+        config.output_hidden_states = asked
+    if hidden_states and "all_layer_embeddings" not in out:
+        raise RuntimeError(f"{type(encoder).__name__} gave no hidden states (all_layer_embeddings)")
     return PairForward(
         queries=queries,
         documents=documents,
         encoding=encoding,
-        logits=out.logits.float(),
-        hidden_states=out.hidden_states if hidden_states else None,
+        logits=out["scores"].float(),
+        hidden_states=tuple(out["all_layer_embeddings"]) if hidden_states else None,
         group_sizes=group_sizes,
     )
 

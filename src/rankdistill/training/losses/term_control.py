@@ -14,6 +14,7 @@ from rankdistill.training.losses.base import (
     PairForward,
     labels_to_probability,
     stack_labels,
+    unwrap_model,
 )
 
 
@@ -31,8 +32,9 @@ class TermControlLoss(DistillationLoss):
         super().__init__(model)
         self.layer = layer
         self.matcher = TermMatcher(language=language)
-        hidden_size = model.model.config.hidden_size
-        self.term_control = TermControlLayer(hidden_size, dropout=dropout).to(model.device)
+        student = unwrap_model(model)
+        hidden_size = student.model.config.hidden_size
+        self.term_control = TermControlLayer(hidden_size, dropout=dropout).to(student.device)
         self.bce = nn.BCEWithLogitsLoss(reduction="none")
 
     def tcl_scores(self, fwd: PairForward) -> tuple[torch.Tensor, torch.Tensor]:
