@@ -22,6 +22,7 @@ LAYERS = [
         "registry",
         "terms",
         "http_json",
+        "pipelining",
     },
     {"data"},
     {"retrieval", "evaluation"},

@@ -6,7 +6,11 @@ connection, timed out) with exponential backoff (`backoff` * 2^attempt seconds, 
 `max_backoff`; a Retry-After header in seconds wins); any other answer that is not 200 fails at once, as
 does a 200 whose body is not JSON (a server bug that a retry would only repeat). Errors name the URL
 (without credentials) and, when the caller says so, what the request was for. `JSONClient.map` runs a
-function over items with at most `concurrency` requests in flight.
+function over items with its requests in parallel.
+
+At most `concurrency` requests of one client are in flight, whoever sends them: several `map` calls at
+once (the batches a labelling run computes ahead, `rankdistill.pipelining`) share the client's slots, the
+oldest batch's requests first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from rankdistill.errors import RankdistillError
+from rankdistill.pipelining import Cancelled, RequestSlots, carry_ticket, current_ticket
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +77,8 @@ class JSONClient:
         timeout: seconds to wait for a response (connect timeout is min(timeout, 10)).
         max_retries: retries after a retryable answer or a transport error.
         backoff, max_backoff: exponential backoff, in seconds.
-        concurrency: connections kept, and requests in flight in `map`.
+        concurrency: connections kept, and requests in flight at once (`slots`), across every thread and
+            `map` call that uses this client.
         error: the RankdistillError subclass raised.
         log_retries: log a warning before each retry (off for probes, whose failures are expected).
     """
@@ -105,6 +111,8 @@ class JSONClient:
         self.error = error
         self.log_retries = log_retries
         self._httpx = httpx
+        #: the `concurrency` request slots every request of this client takes, oldest batch first
+        self.slots = RequestSlots(self.concurrency)
         self._client = httpx.Client(
             headers={"Content-Type": "application/json", **(headers or {})},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -126,10 +134,12 @@ class JSONClient:
         prefix = f"{what} to " if what else ""
         last = ""
         status: int | None = None
+        ticket = current_ticket()  # the batch this request serves, when batches run ahead
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
-                resp = self._client.request(method, url, json=payload)
+                with self.slots.hold(ticket):
+                    resp = self._client.request(method, url, json=payload)
             except self._httpx.TransportError as exc:  # refused, reset, dropped, timed out
                 last = f"{type(exc).__name__}: {exc}"
                 status = None
@@ -161,7 +171,10 @@ class JSONClient:
                 self.max_retries,
                 delay,
             )
-            time.sleep(delay)
+            if ticket is None:
+                time.sleep(delay)
+            elif ticket.cancelled.wait(delay):
+                raise Cancelled(f"{prefix}{shown}: not retried, its batch was called off")
         raise self._error(
             f"{prefix}{shown} failed after {self.max_retries + 1} attempts; last error: {last}", status
         )
@@ -172,12 +185,21 @@ class JSONClient:
         return err
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """fn over items with at most `concurrency` in flight, results in input order. An error is raised
-        once the calls under way have ended."""
-        if len(items) <= 1 or self.concurrency == 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+        """fn over items, `concurrency` at a time (their requests take the client's slots), results in
+        input order. An error is raised once the calls under way have ended."""
+        ticket = current_ticket()
+        with self.slots.expect(ticket, len(items)) as done:  # this batch's claim on the slots it frees
+
+            def one(item: T) -> R:
+                try:
+                    return fn(item)
+                finally:
+                    done()
+
+            if len(items) <= 1 or self.concurrency == 1:
+                return [one(x) for x in items]
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+                return list(pool.map(carry_ticket(one), items))
 
     def close(self) -> None:
         self._client.close()

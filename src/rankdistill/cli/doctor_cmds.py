@@ -21,10 +21,10 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
 def teacher_methods(llm) -> list[tuple[str, str, str]]:
     """(teacher, "ok"/"no", how it labels or why it cannot) for every teacher that runs on an LLM: the
     pointwise ones of the TEACHERS registry (their own `describe_method`, the choice they label with),
-    listwise, reasoning and query generation."""
+    listwise (and its FIRST method), reasoning and query generation."""
     from rankdistill.errors import RankdistillError
     from rankdistill.teachers import TEACHERS
-    from rankdistill.teachers.listwise import supports_json_schema
+    from rankdistill.teachers.listwise import ListwiseTeacher, supports_json_schema
 
     rows: list[tuple[str, str, str]] = []
     for name in TEACHERS.names():
@@ -50,6 +50,10 @@ def teacher_methods(llm) -> list[tuple[str, str, str]]:
         else f"free text, parsed leniently (no JSON-schema output{': ' + why if why else ''})"
     )
     rows.append(("listwise", "ok", f"generation; {how}"))
+    try:  # FIRST: one token's logits over a default window's 20 identifiers
+        rows.append(("listwise first", "ok", ListwiseTeacher(llm, method="first").describe_method()))
+    except (RankdistillError, ValueError) as exc:
+        rows.append(("listwise first", "no", str(exc)))
     rows.append(("reasoning", "ok", f"generation; {how}; checked, retried when invalid"))
     filter_v1 = "yes" if caps.generation_logprobs else "no (no generation log-probabilities: use 'teacher')"
     rows.append(("querygen", "ok", f"generation; InPars v1 'logprob' filter: {filter_v1}"))

@@ -125,7 +125,20 @@ def label_cmd(
         Path("labels.sqlite"), "--store", "-s", help="Label store (SQLite) to fill."
     ),
     kind: str = typer.Option("pointwise", "--kind", help="pointwise | listwise | reasoning."),
-    method: str = typer.Option("one_pass", "--method", help="Listwise ranking: one_pass | sliding_window."),
+    method: str = typer.Option(
+        "one_pass",
+        "--method",
+        help="Listwise ranking: one_pass | sliding_window | first (FIRST: each sliding window ranked by the "
+        "first answer token's logits over the passage identifiers).",
+    ),
+    prompt: str = typer.Option(
+        "plain", "--prompt", help="Listwise prompt preset: plain | rankgpt | rankzephyr."
+    ),
+    messages: str = typer.Option(
+        "auto",
+        "--messages",
+        help="Listwise prompt as chat turns: auto (where the LLM is chat) | true | false.",
+    ),
     window: int = typer.Option(20, "--window", min=2, help="Sliding window size (passages per LLM call)."),
     step: int = typer.Option(10, "--step", min=1, help="Sliding window step."),
     fusion: str = typer.Option(None, "--fusion", help="Ensemble fusion: minmax (default) | zscore | rrf."),
@@ -192,6 +205,10 @@ def label_cmd(
     try:
         if kind != "pointwise":
             listwise = {"method": method, "window": window, "step": step, "depth": depth}
+            if prompt != "plain":
+                listwise["prompt"] = prompt
+            if messages != "auto":
+                listwise["messages"] = messages
             result = _label_other(kind, teacher, store, queries, corpus, run, listwise, batch_size)
             summary = {"kind": kind, **result}
         else:

@@ -13,6 +13,7 @@ from rankdistill.data.types import Document, Run
 from rankdistill.labels.runner import BatchExecutor, LabelJob, RemoteCompute, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
+from rankdistill.pipelining import lookahead_for
 from rankdistill.teachers.listwise import ListwiseLabel, ListwiseTeacher, summarize
 
 
@@ -25,7 +26,7 @@ def listwise_jobs(
 ) -> list:
     """One label-store job per query with candidates in `run` (at most `limit`), keyed by the teacher's
     identity, its prompt, the query and the passage texts exactly as shown."""
-    identity, prompt_identity = teacher.identity(), teacher.prompt.identity()
+    identity, prompt_identity = teacher.identity(), teacher.prompt_identity()
     jobs = []
     for qid, text in queries.items():
         if qid not in run:
@@ -63,11 +64,15 @@ def label_listwise(
     bottom_k: int = 10,
     max_passage_words: int | None = 100,
     constrained: bool | None = None,
+    prompt: str = "plain",
+    messages: bool | str = "auto",
+    identifiers: str = "auto",
     batch_size: int = 8,
     seed: int = 0,
     limit: int | None = None,
     show_progress: bool = True,
     executor: BatchExecutor | None = None,
+    lookahead: int | None = None,
 ) -> tuple[list[ListwiseLabel], dict[str, Any]]:
     """Label every query of `queries` that has candidates in `run` (the first `limit` of them), one
     listwise label per query in the label store. Resumable: stored labels are skipped and each batch of
@@ -77,7 +82,13 @@ def label_listwise(
     `executor` (default: this process) computes the batches, e.g. a
     `rankdistill.labels.ray_backend.RayExecutor`, whose workers load their own LLM from its spec; `llm`
     then only supplies the identity that keys the labels (the executor's `llm` stand-in does, without
-    loading the model here). Same keys and values either way."""
+    loading the model here). Same keys and values either way.
+
+    `prompt` ("plain", "rankgpt", "rankzephyr"), `messages` and `identifiers` are the teacher's (see
+    `ListwiseTeacher`); `method="first"` ranks each sliding window by FIRST's first-token logits.
+
+    `lookahead` (this process only): batches computed ahead of the one being committed; None:
+    `rankdistill.pipelining.lookahead_for(llm)` (1 for a server, 0 for an in-process model)."""
     settings = {
         "method": method,
         "window": window,
@@ -89,6 +100,14 @@ def label_listwise(
         "constrained": constrained,
         "seed": seed,
     }
+    # the defaults stay out of the settings (Ray workers, older callers): only what differs goes on
+    for key, value, default in (
+        ("prompt", prompt, "plain"),
+        ("messages", messages, "auto"),
+        ("identifiers", identifiers, "auto"),
+    ):
+        if value != default:
+            settings[key] = value
     identity, compute = listwise_compute(llm, **settings)
     teacher = ListwiseTeacher(llm, **settings)
     jobs = listwise_jobs(teacher, queries, corpus, run, limit)
@@ -105,6 +124,7 @@ def label_listwise(
         desc=f"listwise labels ({method})",
         unit="query",
         show_progress=show_progress,
+        lookahead=lookahead_for(llm) if lookahead is None else lookahead,
     )
     labels = [
         ListwiseLabel.from_value(job.query_id, job.query, job.doc_ids, result.values[job.key]) for job in jobs

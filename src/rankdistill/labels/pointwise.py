@@ -13,6 +13,7 @@ from pathlib import Path
 from rankdistill.data.types import Corpus, Queries, Run
 from rankdistill.labels.runner import LabelJob, RunStats, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelRecord, LabelStore
+from rankdistill.pipelining import lookahead_for
 from rankdistill.teachers.base import (
     Candidate,
     PairScorer,
@@ -38,12 +39,21 @@ def pair_job(key: str, candidate: Candidate) -> LabelJob:
 class StoreScorer:
     """A PairScorer that reads and writes the label store (see `rankdistill.teachers.base.PairScorer`).
 
-    `stats` collects one RunStats per teacher called (members of an ensemble each get one)."""
+    `stats` collects one RunStats per teacher called (members of an ensemble each get one). `lookahead`:
+    batches computed ahead of the one being committed; None: `lookahead_for(teacher)` (1 for a teacher
+    that waits on a server, 0 for an in-process one; see `rankdistill.pipelining`)."""
 
-    def __init__(self, store: LabelStore, batch_size: int | None = None, show_progress: bool = True):
+    def __init__(
+        self,
+        store: LabelStore,
+        batch_size: int | None = None,
+        show_progress: bool = True,
+        lookahead: int | None = None,
+    ):
         self.store = store
         self.batch_size = batch_size
         self.show_progress = show_progress
+        self.lookahead = lookahead
         self.stats: dict[str, RunStats] = {}
 
     def __call__(self, teacher: PointwiseTeacher, candidates: list[Candidate]) -> list[PointwiseLabel]:
@@ -63,13 +73,16 @@ class StoreScorer:
             teacher_identity={"teacher": identity, "prompt": prompt},
             batch_size=self.batch_size or teacher.batch_size,
             show_progress=self.show_progress,
+            lookahead=lookahead_for(teacher) if self.lookahead is None else self.lookahead,
         )
         self.stats[teacher.name] = result.stats
         return [PointwiseLabel.from_json(result.values[k]) for k in keys]
 
 
-def store_scorer(store: LabelStore, batch_size: int | None = None, show_progress: bool = True) -> PairScorer:
-    return StoreScorer(store, batch_size, show_progress)
+def store_scorer(
+    store: LabelStore, batch_size: int | None = None, show_progress: bool = True, lookahead: int | None = None
+) -> PairScorer:
+    return StoreScorer(store, batch_size, show_progress, lookahead)
 
 
 def store_fused_labels(
@@ -118,12 +131,14 @@ def label_candidates(
     *,
     batch_size: int | None = None,
     show_progress: bool = True,
+    lookahead: int | None = None,
 ) -> list[PointwiseLabel]:
-    """Labels for `candidates` through the store (computing only what is missing)."""
+    """Labels for `candidates` through the store (computing only what is missing). `lookahead`: see
+    `StoreScorer`."""
     own = not isinstance(store, LabelStore)
     st = LabelStore(store) if own else store
     try:
-        labels = teacher.label_candidates(candidates, StoreScorer(st, batch_size, show_progress))
+        labels = teacher.label_candidates(candidates, StoreScorer(st, batch_size, show_progress, lookahead))
         if teacher.depends_on_candidates:
             store_fused_labels(st, teacher, candidates, labels)
         return labels
@@ -142,11 +157,15 @@ def label_run(
     *,
     batch_size: int | None = None,
     show_progress: bool = True,
+    lookahead: int | None = None,
 ) -> Run:
     """Label the top-`depth` candidates of `run` with `teacher` through `store`; returns the reranked run
-    (the teacher's scores). Kill it and call it again: it resumes where it stopped."""
+    (the teacher's scores). Kill it and call it again: it resumes where it stopped. `lookahead`: see
+    `StoreScorer`."""
     candidates = run_candidates(queries, corpus, run, depth)
-    labels = label_candidates(teacher, candidates, store, batch_size=batch_size, show_progress=show_progress)
+    labels = label_candidates(
+        teacher, candidates, store, batch_size=batch_size, show_progress=show_progress, lookahead=lookahead
+    )
     return labels_to_run(labels, candidates, name=teacher.name)
 
 

@@ -16,6 +16,7 @@ from rankdistill.labels.listwise import label_listwise
 from rankdistill.labels.runner import BatchExecutor, LabelJob, RemoteCompute, run_jobs
 from rankdistill.labels.store import LABEL_KINDS, LabelStore
 from rankdistill.llm.base import LLM
+from rankdistill.pipelining import lookahead_for
 from rankdistill.teachers.listwise import ListwiseLabel
 from rankdistill.teachers.prompts import truncate_words
 from rankdistill.teachers.reasoning import ReasoningTeacher, comparison_windows
@@ -91,6 +92,7 @@ def reasoning_labels(
     limit: int | None = None,
     show_progress: bool = True,
     executor: BatchExecutor | None = None,
+    lookahead: int | None = None,
 ) -> ReasoningLabels:
     """Reasoning labels for the queries of `queries` with candidates in `run` (the first `limit`):
 
@@ -105,7 +107,9 @@ def reasoning_labels(
 
     `executor` (default: this process) computes all three, e.g. a
     `rankdistill.labels.ray_backend.RayExecutor` whose workers load their LLM once from its spec; `llm`
-    then only supplies the identity that keys the labels. Same keys and values either way.
+    then only supplies the identity that keys the labels. Same keys and values either way. `lookahead`
+    (this process only): batches computed ahead of the one being committed; None:
+    `rankdistill.pipelining.lookahead_for(llm)` (1 for a server, 0 for an in-process model).
     """
     if types not in REASONING_TYPES:
         raise ValueError(f"reasoning types {types!r}; expected one of {REASONING_TYPES}")
@@ -122,6 +126,7 @@ def reasoning_labels(
         limit=limit,
         show_progress=show_progress,
         executor=executor,
+        lookahead=lookahead,
         **lw_settings,
     )
     settings = {
@@ -166,6 +171,7 @@ def reasoning_labels(
         "batch_size": batch_size,
         "show_progress": show_progress,
         "executor": executor,
+        "lookahead": lookahead_for(llm) if lookahead is None else lookahead,
     }
     ex = run_jobs(
         store,

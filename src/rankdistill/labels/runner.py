@@ -12,6 +12,12 @@ outside this process cannot take a closure over a loaded model, so such runs als
 the same compute function around its own LLM. Whoever computes, the driver keeps the keys, the batch
 cut and the commits, so the store ends up the same.
 
+Against a server (a teacher or LLM that declares `io_bound`; callers pass `lookahead_for(...)`), the
+local executor keeps `lookahead` more batches computing while one is computed and committed
+(`rankdistill.pipelining.run_ahead`): the server's requests stay in flight across batch boundaries, while
+commits stay one batch at a time and in order, so a killed run loses at most the batches in flight and
+resumes to the same store. In-process models keep lookahead 0: the plain loop, batch after batch.
+
 Why batches are cut from the FULL job list (not from what is left to do): batched backends pad inputs,
 so a label can differ in the last bits with the batch it was computed in. Cutting fixed batches over
 the job list and committing each whole means a resumed run computes the same batches as an
@@ -29,6 +35,7 @@ from typing import Any, Protocol
 
 from rankdistill.errors import RankdistillError
 from rankdistill.labels.store import LabelRecord, LabelStore
+from rankdistill.pipelining import ItemFailed, run_ahead
 from rankdistill.utils import progress
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,7 @@ class RunStats:
     computed: int = 0  # computed by this run
     batches: int = 0  # batches computed by this run
     seconds: float = 0.0  # wall time of the whole run
-    compute_seconds: float = 0.0  # time inside the compute function
+    compute_seconds: float = 0.0  # time inside the compute function, summed (look-ahead overlaps batches)
 
     @property
     def rate(self) -> float:
@@ -134,9 +141,17 @@ class BatchExecutor(Protocol):
 
 
 class LocalExecutor:
-    """Computes the batches in this process, one after another, with the given compute function."""
+    """Computes the batches in this process with the given compute function, in order: one after another
+    (`lookahead` 0), or with `lookahead` more batches computing in background threads while one is
+    computed and committed (for compute that waits on a server; see `rankdistill.pipelining.run_ahead`).
+    Batches are yielded in order either way."""
 
     name = "local"
+
+    def __init__(self, lookahead: int = 0):
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        self.lookahead = int(lookahead)
 
     def map(
         self,
@@ -145,13 +160,18 @@ class LocalExecutor:
         teacher_identity: dict[str, Any],
         batches: list[list[Any]],
     ) -> Iterator[tuple[int, list[Any], float]]:
-        for index, payloads in enumerate(batches):
-            c0 = time.perf_counter()
-            try:
-                out = list(compute(payloads))
-            except Exception as exc:
-                raise BatchFailed(index, exc) from exc
-            yield index, out, time.perf_counter() - c0
+        results = run_ahead(lambda payloads: list(compute(payloads)), batches, self.lookahead)
+        try:
+            while True:
+                try:
+                    index, out, seconds = next(results)
+                except StopIteration:
+                    return
+                except ItemFailed as exc:
+                    raise BatchFailed(exc.index, exc.cause) from exc.cause
+                yield index, out, seconds
+        finally:
+            results.close()  # calls off the batches still in flight
 
 
 def run_jobs(
@@ -168,6 +188,7 @@ def run_jobs(
     show_progress: bool = True,
     executor: BatchExecutor | None = None,
     remote: RemoteCompute | None = None,
+    lookahead: int = 0,
 ) -> RunResult:
     """Compute the labels of `jobs` not yet in `store`, batch by batch, each batch committed atomically.
 
@@ -177,6 +198,10 @@ def run_jobs(
     `executor` computes the batches (default: `LocalExecutor`, this process with `compute`); an executor
     outside this process builds its compute function from `remote` instead, and checks that it has
     `teacher_identity`. Keys, batches, values and commits are the same whichever computes.
+
+    `lookahead` (for the default executor): batches computed ahead of the one being committed, for compute
+    that waits on a server (`rankdistill.pipelining.lookahead_for(teacher)`); 0 computes one batch at a
+    time in this thread. Values, their order and the commits are the same either way.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -198,7 +223,7 @@ def run_jobs(
     ]
     n_pending = sum(sum(job.key not in values for job in b) for b in pending_batches)
 
-    execute = executor or LocalExecutor()
+    execute = executor or LocalExecutor(lookahead)
     where = "" if execute.name == "local" else f", {execute.name}"
     bar = progress(
         total=n_pending,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,9 +90,98 @@ def candidate_values(row: np.ndarray, ids: Sequence[Sequence[int]]) -> list[floa
 
 
 # ---------------------------------------------------------------------------------------------- chat
-#: stands for the prompt while a chat template is rendered, so the text around it can be tokenised with
-#: special tokens and the prompt itself without (a document cannot inject control tokens)
-PROMPT_SENTINEL = "\ue000rankdistill-prompt\ue001"
+#: chat messages: a list of {"role": "system" | "user" | "assistant", "content": text}
+Messages = list[dict[str, str]]
+
+#: the roles a message may have
+ROLES = ("system", "user", "assistant")
+
+
+def message_sentinel(i: int) -> str:
+    """Stands for message i while a chat template is rendered, so the text around the messages can be
+    tokenised with special tokens and the messages themselves without (a document cannot inject
+    control tokens)."""
+    return f"\ue000rankdistill-message-{i}\ue001"
+
+
+#: the single-prompt sentinel (message 0)
+PROMPT_SENTINEL = message_sentinel(0)
+
+
+def is_messages(prompt: Any) -> bool:
+    """Whether a prompt is chat messages (a list of role/content mappings) rather than a text."""
+    return isinstance(prompt, (list, tuple))
+
+
+def check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Chat messages as plain dicts, each with a known role and a text content; a ValueError naming the
+    message otherwise."""
+    out: list[dict[str, str]] = []
+    if not messages:
+        raise ValueError("chat messages: the list is empty")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise ValueError(f"chat message {i}: expected a mapping with 'role' and 'content', got {m!r}")
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            raise ValueError(f"chat message {i}: role {role!r}; expected one of {ROLES}")
+        if not isinstance(content, str):
+            raise ValueError(f"chat message {i}: content must be text, got {type(content).__name__}")
+        out.append({"role": role, "content": content})
+    return out
+
+
+def split_prefill(messages: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, str]], str | None]:
+    """The messages before the answer and the answer's given start: a last assistant message is not a
+    finished turn but the beginning of the model's answer (a prefill), which the model continues."""
+    msgs = check_messages(messages)
+    if msgs[-1]["role"] == "assistant":
+        if len(msgs) == 1:
+            raise ValueError("chat messages: an assistant message alone is no conversation")
+        return msgs[:-1], msgs[-1]["content"]
+    return msgs, None
+
+
+def render_turns(
+    render: Callable[[list[dict[str, str]]], str], messages: Sequence[Mapping[str, Any]], where: str
+) -> list[tuple[str, bool]]:
+    """What a model reads for chat `messages`, as (text, is_template) pieces in order: the chat
+    template's own text (its special tokens to be parsed) and each message's content (plain text, never
+    parsed). `render` renders messages with the template, the generation prompt added (the model's turn
+    opened). A last assistant message is the start of the answer (`split_prefill`): the template is
+    rendered without it and its content follows the opened turn as text.
+
+    The one place messages become a prompt: the local backends tokenise the pieces, each with its own
+    tokenizer; single prompts are one user message."""
+    from rankdistill.errors import RankdistillError
+
+    msgs, prefill = split_prefill(messages)
+    try:
+        rendered = render([{"role": m["role"], "content": message_sentinel(i)} for i, m in enumerate(msgs)])
+    except RankdistillError:
+        raise
+    except Exception as exc:  # a template is user code: any error, said in one line
+        roles = "/".join(dict.fromkeys(m["role"] for m in msgs))
+        raise RankdistillError(
+            f"the chat template of {where} failed on {roles} messages: {exc}; use chat=false"
+        ) from None
+    pieces: list[tuple[str, bool]] = []
+    rest = rendered
+    for i, m in enumerate(msgs):
+        sentinel = message_sentinel(i)
+        if rest.count(sentinel) != 1 or rendered.count(sentinel) != 1:
+            what = "the user's message" if len(msgs) == 1 else f"message {i} ({m['role']})"
+            raise RankdistillError(
+                f"the chat template of {where} does not show {what} once as it is, in order; "
+                + ("use chat=false" if len(msgs) == 1 else "send the prompt as one text (messages=false)")
+            )
+        before, _, rest = rest.partition(sentinel)
+        pieces += [(before, True), (m["content"], False)]
+    pieces.append((rest, True))
+    if prefill:
+        pieces.append((prefill, False))
+    return pieces
+
 
 _INSTRUCT = re.compile(r"(?:^|[^a-z0-9])(?:it|instruct|instruction|chat|sft|rlhf|dpo)(?:[^a-z0-9]|$)")
 
@@ -137,15 +227,3 @@ def resolve_chat(chat: bool | str, template: str | None, instruct: bool, given: 
     if chat is False or chat == "false":
         return False
     raise ValueError(f"chat must be 'auto', true or false, not {chat!r}")
-
-
-def split_rendered(rendered: str, where: str) -> tuple[str, str]:
-    """The template's text before and after the prompt (rendered with `PROMPT_SENTINEL` as the message)."""
-    from rankdistill.errors import RankdistillError
-
-    if rendered.count(PROMPT_SENTINEL) != 1:
-        raise RankdistillError(
-            f"the chat template of {where} does not show the user's message once as it is; use chat=false"
-        )
-    before, _, after = rendered.partition(PROMPT_SENTINEL)
-    return before, after

@@ -1,6 +1,12 @@
 """What a language model must offer teachers and the query generator: text out, log-probabilities in.
 
 Backends (llama.cpp, transformers, OpenAI-compatible HTTP) implement this; teachers only see it.
+
+A prompt is a text, or chat messages: a list of ``{"role": "system" | "user" | "assistant", "content":
+text}`` (`Prompt`). Messages go to a server's /chat/completions as they are; a local backend renders
+them with its chat template (`rankdistill.llm._common.render_turns`, the one place that does), the
+template's special tokens parsed and the contents never. A last assistant message is the start of the
+answer, which the model continues (a prefill: a server is asked with vLLM's ``continue_final_message``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rankdistill.errors import RankdistillError
+from rankdistill.llm._common import Messages, is_messages
 from rankdistill.registry import Registry, parameters_of
 
 if TYPE_CHECKING:
@@ -21,6 +28,10 @@ LLM_BACKENDS = Registry(
     "LLM backend",
     modules=("rankdistill.llm.llamacpp", "rankdistill.llm.hf", "rankdistill.llm.openai_compat"),
 )
+
+
+#: what `generate` and `next_token_logits` take for each prompt: a text, or chat messages
+Prompt = str | Messages
 
 
 @dataclass
@@ -56,6 +67,10 @@ class LLM(ABC):
     model_hint: str = "a model name"
     #: how a short spec for this backend looks, for error messages
     spec_hint: str = "<backend>:<model>"
+    #: whether calls wait on a server rather than compute in this process: labelling and query generation
+    #: then compute the next batch while one is committed (`rankdistill.pipelining`); in-process backends
+    #: would only compete with themselves for the cores
+    io_bound: bool = False
 
     @classmethod
     def spec_options(cls, rest: str) -> dict[str, Any]:
@@ -88,7 +103,7 @@ class LLM(ABC):
     @abstractmethod
     def generate(
         self,
-        prompts: list[str],
+        prompts: list[Prompt],
         *,
         max_tokens: int = 128,
         temperature: float = 0.0,
@@ -97,15 +112,17 @@ class LLM(ABC):
         stop: list[str] | None = None,
         json_schema: dict | None = None,
     ) -> list[Generation]:
-        """One completion per prompt. `json_schema` constrains the output where the backend can."""
+        """One completion per prompt (a text, or chat messages). `json_schema` constrains the output where
+        the backend can."""
 
     @abstractmethod
     def score_continuations(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
         """log P(continuation | prompt) for each (prompt, continuation) pair."""
 
     @abstractmethod
-    def next_token_logits(self, prompts: list[str], candidates: list[str]) -> list[list[float]]:
-        """Logit of the first token of each candidate string as the next token after each prompt
+    def next_token_logits(self, prompts: list[Prompt], candidates: list[str]) -> list[list[float]]:
+        """Logit of the first token of each candidate string as the next token after each prompt (a text,
+        or chat messages, whose last assistant message the next token continues)
         (e.g. candidates ["false", "true"] gives InRanker's logit pair). A candidate may also be a group
         of spellings (a tuple: (" true", "true", "True", ...)): the log-sum-exp of the logits of those
         that are one token, i.e. their probability mass summed (up to the same per-prompt constant)."""
@@ -119,6 +136,13 @@ class LLM(ABC):
 
     def count_tokens(self, text: str) -> int:  # backends override with their tokenizer
         return max(1, len(text) // 4)
+
+    def count_prompt_tokens(self, prompt: Prompt) -> int:
+        """The tokens of a prompt: `count_tokens` of a text; of chat messages, what the backend reads
+        (local backends: the rendered template) or an estimate (the contents plus a few tokens a turn)."""
+        if is_messages(prompt):
+            return sum(self.count_tokens(m["content"]) + 4 for m in prompt)
+        return self.count_tokens(prompt)
 
     def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing to free)
         """Free resources (files, connections, server processes)."""

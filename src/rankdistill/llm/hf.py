@@ -19,15 +19,15 @@ from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import file_fingerprint, folder_fingerprint
 from rankdistill.hardware import pick_dtype
 from rankdistill.llm._common import (
-    PROMPT_SENTINEL,
     candidate_token_ids,
     cut_at_stop,
+    is_messages,
     logsumexp,
     looks_instruct,
     read_template,
+    render_turns,
     resolve_chat,
     split_continuation,
-    split_rendered,
 )
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.gguf import gguf_as_folder
@@ -132,7 +132,7 @@ class HFLLM(LLM):
         #: whether prompts go through the chat template
         self.chat = not self.is_seq2seq and resolve_chat(chat, template, self.instruct, bool(given), where)
         self.chat_template = template
-        self._chat_ids = self._chat_parts(template) if self.chat else None
+        self._chat_ids = self._chat_parts() if self.chat else None
 
     # ------------------------------------------------------------------ tokens
     def _special_tokens_around(self) -> tuple[list[int], list[int]]:
@@ -157,41 +157,67 @@ class HFLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
-    def _chat_parts(self, template: str) -> tuple[list[int], list[int]]:
-        """The token ids of the chat template before and after a user message."""
+    def _render_template(self, messages: list[dict[str, str]]) -> str:
+        """`messages` through the chat template (the tokenizer's `apply_chat_template`), the model's turn
+        opened."""
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+        )
+
+    def _pieces_ids(self, messages: list) -> list[list[int]]:
+        """Each piece of `rankdistill.llm._common.render_turns` as tokens: the template's text with its
+        special tokens parsed (BOS first unless the template writes its own), a message's content as text
+        (special-token names in it stay text)."""
         where = Path(self._source).name
-        try:
-            rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": PROMPT_SENTINEL}],
-                chat_template=template,
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-        except Exception as exc:  # a template is user code: any error, said in one line
+        if self.is_seq2seq:
+            raise RankdistillError(f"{where} is a seq2seq model: it has no chat turns; send one text")
+        if not self.chat_template:
             raise RankdistillError(
-                f"the chat template of {where} failed on a user message: {exc}; use chat=false"
-            ) from None
-        before, after = split_rendered(rendered, where)
+                f"{where} has no chat template (the tokenizer's chat_template): chat messages need one; "
+                "pass chat_template=<Jinja file>, or send the prompt as one text"
+            )
         bos = self.tokenizer.bos_token
-        pre = self._encode(before) if before else []
-        if not (bos and before.startswith(bos)):
-            pre = self._prefix + pre
-        return pre, self._encode(after) if after else []
+        out: list[list[int]] = []
+        for k, (text, template) in enumerate(render_turns(self._render_template, messages, where)):
+            ids = (self._encode(text) if template else self._encode_text(text)) if text else []
+            if k == 0 and not (bos and text.startswith(bos)):
+                ids = self._prefix + ids
+            out.append(ids)
+        return out
+
+    def _chat_parts(self) -> tuple[list[int], list[int]]:
+        """The token ids of the chat template before and after a user message."""
+        before, _, after = self._pieces_ids([{"role": "user", "content": "x"}])
+        return before, after
 
     def _encode_text(self, text: str) -> list[int]:
         """`text` as plain text: special-token names in it stay text (a document cannot open a turn)."""
         return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids
 
-    def prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: str | list) -> list[int]:
         """The tokens the model reads for a prompt (`tokenize`), inside the chat template when `chat`
-        (the template's special tokens parsed, the prompt's own text never)."""
+        (the template's special tokens parsed, the prompt's own text never); chat messages (a list of
+        role/content dicts) always through the template, a last assistant message continued."""
+        if is_messages(prompt):
+            return [t for piece in self._pieces_ids(prompt) for t in piece]
         if self._chat_ids is None:
             return self.tokenize(prompt)
         pre, post = self._chat_ids
         return pre + self._encode_text(prompt) + post
 
-    def _split(self, prompt: str, continuation: str) -> tuple[list[int], int]:
-        if self._chat_ids is None:
+    def _input_ids(self, prompt: str | list) -> list[int]:
+        """Causal: `prompt_ids`. Seq2seq: the encoder input (chat messages refused: no turns there)."""
+        if not self.is_seq2seq:
+            return self.prompt_ids(prompt)
+        if is_messages(prompt):
+            self._pieces_ids(prompt)  # raises: a seq2seq model has no chat turns
+        return self.tokenize(prompt)
+
+    def count_prompt_tokens(self, prompt: str | list) -> int:
+        return len(self.prompt_ids(prompt)) if is_messages(prompt) else self.count_tokens(prompt)
+
+    def _split(self, prompt: str | list, continuation: str) -> tuple[list[int], int]:
+        if self._chat_ids is None and not is_messages(prompt):
             return split_continuation(self.tokenize, prompt, continuation)
         ids = self.prompt_ids(prompt)
         return ids + (self._encode_text(continuation) if continuation else []), len(ids)
@@ -319,7 +345,7 @@ class HFLLM(LLM):
         groups = candidate_token_ids(self._encode, candidates)
         flat = [i for g in groups for i in g]
         cand = torch.tensor(flat)
-        enc = [self.tokenize(p) if self.is_seq2seq else self.prompt_ids(p) for p in prompts]
+        enc = [self._input_ids(p) for p in prompts]
         out: list[list[float] | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode():
             for idx in self._batches([len(e) for e in enc]):
@@ -360,7 +386,7 @@ class HFLLM(LLM):
                 "the transformers backend does not constrain output to a JSON schema; parse leniently"
             )
             self._warned_schema = True
-        enc = [self.tokenize(p) if self.is_seq2seq else self.prompt_ids(p) for p in prompts]
+        enc = [self._input_ids(p) for p in prompts]
         texts: list[str] = [""] * len(prompts)
         n_new: list[int] = [0] * len(prompts)
         finish: list[str] = ["length"] * len(prompts)

@@ -23,17 +23,17 @@ from rankdistill.errors import RankdistillError, require
 from rankdistill.fingerprint import file_fingerprint
 from rankdistill.hardware import usable_cpus
 from rankdistill.llm._common import (
-    PROMPT_SENTINEL,
     candidate_token_ids,
     candidate_values,
     common_prefix_len,
     cut_at_stop,
+    is_messages,
     logprob_of,
     looks_instruct,
     read_template,
+    render_turns,
     resolve_chat,
     split_continuation,
-    split_rendered,
 )
 from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
 from rankdistill.llm.llamacpp_cpu import load_cpu_backend
@@ -155,7 +155,9 @@ class LlamaCppLLM(LLM):
         #: whether prompts go through the chat template
         self.chat = resolve_chat(chat, template, self.instruct, bool(given), path.name)
         self.chat_template = template
-        self._chat_ids: tuple[list[int], list[int]] | None = self._chat_parts(template) if self.chat else None
+        self._formatter: Any = None
+        self._bos = self._token_text(self._llama.token_bos())
+        self._chat_ids: tuple[list[int], list[int]] | None = self._chat_parts() if self.chat else None
 
     # ------------------------------------------------------------------ identity and tokens
     def identity(self) -> dict[str, Any]:
@@ -169,41 +171,70 @@ class LlamaCppLLM(LLM):
             out["chat_template"] = stable_hash(self.chat_template, 16)
         return out
 
-    def _chat_parts(self, template: str) -> tuple[list[int], list[int]]:
+    def _render_template(self, messages: list[dict[str, str]]) -> str:
+        """`messages` through the chat template (llama-cpp-python's Jinja2ChatFormatter), the model's turn
+        opened."""
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            L = self._llama
+            self._formatter = Jinja2ChatFormatter(
+                template=self.chat_template, eos_token=self._token_text(L.token_eos()), bos_token=self._bos
+            )
+        return self._formatter(messages=messages).prompt
+
+    def _token_text(self, token: int) -> str:
+        return self._llama.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
+
+    def _pieces_ids(self, pieces: list[tuple[str, bool]]) -> list[list[int]]:
+        """Each piece of `render_turns` as tokens: the template's text with its special tokens parsed (BOS
+        first unless the template writes its own), a message's content as text."""
+        L = self._llama
+        out: list[list[int]] = []
+        for k, (text, template) in enumerate(pieces):
+            if k == 0:
+                add_bos = not (self._bos and text.startswith(self._bos))
+                out.append(L.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+            elif not text:
+                out.append([])
+            elif template:
+                out.append(L.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+            else:
+                out.append(self.tokenize(text, add_bos=False))
+        return out
+
+    def _turns(self, messages: list) -> list[tuple[str, bool]]:
+        if not self.chat_template:
+            raise RankdistillError(
+                f"{self.path.name} has no chat template (GGUF tokenizer.chat_template): chat messages need "
+                "one; pass chat_template=<Jinja file>, or send the prompt as one text"
+            )
+        return render_turns(self._render_template, messages, self.path.name)
+
+    def _chat_parts(self) -> tuple[list[int], list[int]]:
         """The token ids of the chat template before and after a user message (special tokens parsed
         there only: the message itself is tokenised as text, so a document cannot inject them)."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        before, _, after = self._pieces_ids(self._turns([{"role": "user", "content": "x"}]))
+        return before, after
 
-        L = self._llama
-
-        def text(token: int) -> str:
-            return L.detokenize([token], special=True).decode("utf-8", "replace") if token >= 0 else ""
-
-        bos = text(L.token_bos())
-        try:
-            formatter = Jinja2ChatFormatter(template=template, eos_token=text(L.token_eos()), bos_token=bos)
-            rendered = formatter(messages=[{"role": "user", "content": PROMPT_SENTINEL}]).prompt
-        except Exception as exc:  # a template is user code: any error, said in one line
-            raise RankdistillError(
-                f"the chat template of {self.path.name} failed on a user message: {exc}; use chat=false"
-            ) from None
-        before, after = split_rendered(rendered, self.path.name)
-        add_bos = not (bos and before.startswith(bos))
-        pre = L.tokenize(before.encode("utf-8"), add_bos=add_bos, special=True)
-        post = L.tokenize(after.encode("utf-8"), add_bos=False, special=True) if after else []
-        return pre, post
-
-    def prompt_ids(self, prompt: str) -> list[int]:
-        """The tokens the model reads for a prompt: with BOS, inside the chat template when `chat`."""
+    def prompt_ids(self, prompt: str | list) -> list[int]:
+        """The tokens the model reads for a prompt: with BOS, inside the chat template when `chat`; chat
+        messages (a list of role/content dicts) always through the template, a last assistant message
+        continued (`rankdistill.llm._common.render_turns`)."""
+        if is_messages(prompt):
+            return [t for piece in self._pieces_ids(self._turns(prompt)) for t in piece]
         if self._chat_ids is None:
             return self.tokenize(prompt)
         pre, post = self._chat_ids
         return pre + self.tokenize(prompt, add_bos=False) + post
 
-    def _split(self, prompt: str, continuation: str) -> tuple[list[int], int]:
+    def count_prompt_tokens(self, prompt: str | list) -> int:
+        return len(self.prompt_ids(prompt)) if is_messages(prompt) else self.count_tokens(prompt)
+
+    def _split(self, prompt: str | list, continuation: str) -> tuple[list[int], int]:
         """Token ids of prompt + continuation and where the continuation starts. In a chat template the
         continuation is the answer after the turn's header, tokenised on its own."""
-        if self._chat_ids is None:
+        if self._chat_ids is None and not is_messages(prompt):
             return split_continuation(self.tokenize, prompt, continuation)
         ids = self.prompt_ids(prompt)
         return ids + (self.tokenize(continuation, add_bos=False) if continuation else []), len(ids)

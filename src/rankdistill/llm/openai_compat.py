@@ -7,6 +7,10 @@ of one generated token (log-probabilities differ from logits by a per-prompt con
 softmaxes over candidates are the same). Servers that cannot echo (OpenAI's chat models) can still
 generate and give top log-probabilities through `/chat/completions` (``method="chat"``).
 
+A prompt given as chat messages always goes to `/chat/completions` as it is; a last assistant message
+is sent for the model to continue (vLLM's ``continue_final_message``; servers that ignore the field open a
+new turn instead).
+
 What the server can do is probed once (`capabilities()`, `rankdistill.llm.probe`); teachers pick their
 method from it and pass it on as ``method=``.
 """
@@ -21,8 +25,8 @@ from typing import Any, Literal, TypeVar
 
 from rankdistill.errors import RankdistillError
 from rankdistill.http_json import JSONClient, env_first
-from rankdistill.llm._common import cut_at_stop, logsumexp
-from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation
+from rankdistill.llm._common import check_messages, cut_at_stop, is_messages, logsumexp
+from rankdistill.llm.base import LLM, LLM_BACKENDS, ContinuationScore, Generation, Prompt
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,7 +49,7 @@ class OpenAICompatLLM(LLM):
         max_retries: retries after a 408/409/425/429/5xx answer or a connection error, with exponential
             backoff (`backoff` * 2^attempt seconds, jittered, at most `max_backoff`; Retry-After wins):
             `rankdistill.http_json.JSONClient`.
-        concurrency: requests in flight at once.
+        concurrency: requests in flight at once (also across the batches a labelling run keeps in flight).
         top_logprobs: how many top tokens to ask for in `next_token_logits` (OpenAI allows 5 on
             completions and 20 on chat; vLLM 20 unless raised with --max-logprobs).
         json_mode: how `json_schema` is sent: "auto" (the first of the three below that the probe saw
@@ -61,6 +65,7 @@ class OpenAICompatLLM(LLM):
 
     backend = "openai"
     requires_model = False  # the server's first model otherwise
+    io_bound = True  # the next batch's requests go out while one is committed (rankdistill.pipelining)
     spec_hint = "openai:<base url>[#model]"
 
     @property
@@ -218,7 +223,7 @@ class OpenAICompatLLM(LLM):
 
     def generate(
         self,
-        prompts: list[str],
+        prompts: list[Prompt],
         *,
         max_tokens: int = 128,
         temperature: float = 0.0,
@@ -227,11 +232,12 @@ class OpenAICompatLLM(LLM):
         stop: list[str] | None = None,
         json_schema: dict | None = None,
     ) -> list[Generation]:
-        """Prompt i is sent with seed `seed + i` (servers that honour seeds then repeat exactly)."""
+        """Prompt i is sent with seed `seed + i` (servers that honour seeds then repeat exactly). Chat
+        messages go to /chat/completions whatever the endpoint."""
         model = self.model
         extra = self.json_fields(json_schema)
 
-        def one(item: tuple[int, str]) -> Generation:
+        def one(item: tuple[int, Prompt]) -> Generation:
             i, prompt = item
             payload: dict[str, Any] = {
                 "model": model,
@@ -243,8 +249,8 @@ class OpenAICompatLLM(LLM):
             }
             if stop:
                 payload["stop"] = list(stop)
-            if self.endpoint == "chat":
-                payload["messages"] = [{"role": "user", "content": prompt}]
+            if self.endpoint == "chat" or is_messages(prompt):
+                payload.update(chat_fields(prompt))
                 if self.generation_logprobs:
                     payload["logprobs"] = True
                 data = self._request("POST", "chat/completions", payload)
@@ -354,13 +360,11 @@ class OpenAICompatLLM(LLM):
             return self._map(lambda pc: self._prompt_logprobs(*pc), list(pairs))
         raise ValueError(f"continuation method must be 'echo' or 'prompt_logprobs', not {method!r}")
 
-    def _top_logprobs(self, prompt: str, via: str | None = None) -> dict[str, float]:
-        via = via or self.endpoint
+    def _top_logprobs(self, prompt: Prompt, via: str | None = None) -> dict[str, float]:
+        via = "chat" if is_messages(prompt) else via or self.endpoint
         payload: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0.0}
         if via == "chat":
-            payload.update(
-                messages=[{"role": "user", "content": prompt}], logprobs=True, top_logprobs=self.top_logprobs
-            )
+            payload.update(chat_fields(prompt), logprobs=True, top_logprobs=self.top_logprobs)
             choice = _first_choice(self._request("POST", "chat/completions", payload), self.base_url)
             content = (choice.get("logprobs") or {}).get("content") or []
             if not content or not content[0].get("top_logprobs"):
@@ -381,13 +385,19 @@ class OpenAICompatLLM(LLM):
             )
         return {k: float(v) for k, v in tops[0].items()}
 
-    def top_next_tokens(self, prompts: list[str], *, via: str | None = None) -> list[dict[str, float]]:
+    def top_next_tokens(self, prompts: list[Prompt], *, via: str | None = None) -> list[dict[str, float]]:
         """The server's top `top_logprobs` next tokens after each prompt (token text -> log-probability),
-        from /completions or, with ``via="chat"``, from /chat/completions (the prompt as a user message)."""
+        from /completions or, with ``via="chat"``, from /chat/completions (the prompt as a user message;
+        chat messages always there)."""
         return self._map(lambda p: self._top_logprobs(p, via), list(prompts))
 
     def next_token_logits(
-        self, prompts: list[str], candidates: list, *, method: str | None = None
+        self,
+        prompts: list[Prompt],
+        candidates: list,
+        *,
+        method: str | None = None,
+        missing: Literal["error", "floor", "nan"] | None = None,
     ) -> list[list[float]]:
         """Log-probabilities (logits up to a per-prompt constant) of each candidate's first token, read from
         the top tokens of /completions or (``method="chat"``, or endpoint=chat) /chat/completions.
@@ -395,10 +405,16 @@ class OpenAICompatLLM(LLM):
         A candidate is a string, or a group of spellings (tuple or list: " true", "True", ...) whose
         probability mass is summed (log-sum-exp over the ones among the top tokens). One outside the top
         tokens is scored exactly by echo on /completions; on the chat route it is an error, or with
-        missing_candidate="floor" the lowest returned log-probability (an upper bound)."""
-        via = method or self.endpoint
-        if via not in ("completions", "chat"):
+        missing_candidate="floor" the lowest returned log-probability (an upper bound). ``missing="nan"``
+        (FIRST's listwise identifiers): NaN for a candidate outside the top tokens, with no further
+        request; "error" and "floor" override `missing_candidate` for this call. Chat messages always go
+        to /chat/completions."""
+        method_via = method or self.endpoint
+        if method_via not in ("completions", "chat"):
             raise ValueError(f"next-token method must be 'completions' or 'chat', not {method!r}")
+        if missing not in (None, "error", "floor", "nan"):
+            raise ValueError(f"missing must be 'error', 'floor' or 'nan', not {missing!r}")
+        on_missing = missing or self.missing_candidate
 
         def echoed(prompt: str, spelling: str) -> float | None:
             with self._model_lock:
@@ -406,7 +422,8 @@ class OpenAICompatLLM(LLM):
             first = self._echo(prompt, spelling).token_logprobs
             return first[0] if len(first) == 1 else None
 
-        def one(prompt: str) -> list[float]:
+        def one(prompt: Prompt) -> list[float]:
+            via = "chat" if is_messages(prompt) else method_via
             top = self._top_logprobs(prompt, via)
             # some servers (llama-cpp-python) detokenise each top token alone, dropping its leading space:
             # when no returned token starts with a space, match candidates without theirs
@@ -419,6 +436,9 @@ class OpenAICompatLLM(LLM):
                         continue
                     if stripped and c.lstrip() != c and c.lstrip() in top:
                         row.append(top[c.lstrip()])
+                        continue
+                    if on_missing == "nan":
+                        row.append(math.nan)
                         continue
                     if via == "completions" and self.endpoint == "completions":
                         with self._model_lock:
@@ -434,18 +454,21 @@ class OpenAICompatLLM(LLM):
                     if found:
                         row.append(logsumexp(found))
                         continue
+                    if on_missing == "nan":
+                        row.append(math.nan)
+                        continue
                     if via == "completions" and self.endpoint == "completions":
                         exact = [v for v in (echoed(prompt, x) for x in spellings) if v is not None]
                         if exact:
                             row.append(logsumexp(exact))
                             continue
-                if self.missing_candidate == "floor":
+                if on_missing == "floor":
                     row.append(min(top.values()))
                     continue
                 shown = spellings[0] if len(spellings) == 1 else spellings
                 raise LLMServerError(
                     f"candidate {shown!r} is not among the server's top {len(top)} tokens for a prompt "
-                    f"starting {prompt[:60]!r}, and the {via} route cannot echo; raise top_logprobs or "
+                    f"starting {_opening(prompt)!r}, and the {via} route cannot echo; raise top_logprobs or "
                     "use missing_candidate='floor'"
                 )
             return row
@@ -479,6 +502,23 @@ def continuation_from_prompt_logprobs(entries: list, n_chars: int) -> list[float
         if covered >= n_chars:
             return values[::-1]
     return None
+
+
+def _opening(prompt: Prompt) -> str:
+    """A prompt's first 60 characters (of its last message, for chat messages), for error messages."""
+    return (prompt[-1].get("content", "") if is_messages(prompt) else prompt)[:60]
+
+
+def chat_fields(prompt: Prompt) -> dict[str, Any]:
+    """The /chat/completions fields of a prompt: a text as one user message, chat messages as they are;
+    a last assistant message is the start of the answer, continued (vLLM's ``continue_final_message``,
+    with no generation prompt added)."""
+    if not is_messages(prompt):
+        return {"messages": [{"role": "user", "content": prompt}]}
+    messages = check_messages(prompt)
+    if messages[-1]["role"] == "assistant":
+        return {"messages": messages, "continue_final_message": True, "add_generation_prompt": False}
+    return {"messages": messages}
 
 
 def _first_choice(data: dict, where: str) -> dict:

@@ -152,6 +152,43 @@ class Capabilities:
             + ("; endpoint=completions would also try /completions" if len(order) == 1 else "")
         )
 
+    def first_token_method(self, n: int, chat: bool = False) -> str:
+        """How FIRST's listwise ranking reads the `n` passage identifiers off one generated token: "logits"
+        (local: every identifier's logit); "completions" or "chat" (a server's top log-probabilities of that
+        endpoint, which must return at least `n` tokens). ``chat``: the prompt is chat turns, so only
+        /chat/completions can take it. With endpoint=completions /completions first, then chat. A
+        CapabilityError, one line naming the server and what is missing, where neither returns enough."""
+        if self.local:
+            return "logits"
+        order = ("chat",) if chat or self.endpoint == "chat" else ("completions", "chat")
+        for method in order:
+            if method == "completions" and (self.completion_top_logprobs or 0) >= n:
+                return method
+            if (
+                method == "chat"
+                and self.chat_logprobs
+                and (self.chat_top_logprobs is None or self.chat_top_logprobs >= n)
+            ):
+                return method
+        k = self.top_logprobs_asked
+        tried = []
+        if "completions" in order:
+            got = self.completion_top_logprobs or 0
+            tried.append(
+                f"/completions returned {got} of logprobs={k}"
+                + ("" if got else f" ({self.details.get('completion_top_logprobs', 'none')})")
+            )
+        chat_got = self.chat_top_logprobs if self.chat_logprobs else 0
+        tried.append(
+            f"/chat/completions returned {chat_got} of top_logprobs={k}"
+            + ("" if chat_got else f" ({self.details.get('chat_top_logprobs', 'none')})")
+        )
+        raise CapabilityError(
+            f"{self._server()}: listwise method 'first' reads all {n} passage identifiers from the top "
+            f"log-probabilities of one token, and {'; '.join(tried)}: raise the backend's top_logprobs to "
+            f"{n} or more (vLLM: --max-logprobs), show fewer passages a window, or use one_pass/sliding_window"
+        )
+
     def json_mode(self) -> str | None:
         """The first way of asking for schema-constrained JSON that worked, or None (free text, parsed)."""
         return self.json_modes[0] if self.json_modes else None

@@ -129,19 +129,42 @@ class ListwiseSection(_Strict):
     scores: a listwise signal without an LLM, or with a better teacher than the LLM at hand."""
 
     ranker: Literal["llm", "teacher"] = "llm"
-    method: Literal["one_pass", "sliding_window"] = "one_pass"
+    # first: FIRST (Reddy et al. 2024), each sliding window ranked by the first answer token's logits
+    method: Literal["one_pass", "sliding_window", "first"] = "one_pass"
     window: int = Field(default=20, ge=2)
     step: int = Field(default=10, ge=1)
     top_k: int = Field(default=10, ge=1)
     bottom_k: int = Field(default=10, ge=0)
     max_passage_words: int | None = Field(default=100, ge=8)
     constrained: bool | None = None  # JSON-schema output where the backend can (None: if it can)
+    # the prompt preset, and whether it goes as chat turns (auto: where the backend is chat)
+    prompt: Literal["plain", "rankgpt", "rankzephyr"] = "plain"
+    messages: bool | Literal["auto"] = "auto"
+    identifiers: Literal["auto", "numbers", "letters"] = "auto"  # method first: single-token identifiers
 
     @model_validator(mode="after")
     def _window(self) -> ListwiseSection:
         if self.step >= self.window:
             raise ValueError(f"step {self.step} must be smaller than window {self.window}")
+        if self.method == "first" and self.window > 26:
+            raise ValueError(
+                f"method first: window {self.window} is more than the 26 single-token identifiers"
+            )
+        if self.identifiers == "letters" and self.method != "first":
+            raise ValueError(
+                "identifiers: letters is for method: first (generated answers are parsed as numbers)"
+            )
+        if self.constrained and (self.method == "first" or self.prompt != "plain"):
+            raise ValueError("constrained: true goes with prompt: plain and a generating method (not first)")
         return self
+
+    def teacher_settings(self) -> dict[str, Any]:
+        """The prompt options of `ListwiseTeacher` that differ from its defaults."""
+        out: dict[str, Any] = {}
+        for key, default in (("prompt", "plain"), ("messages", "auto"), ("identifiers", "auto")):
+            if getattr(self, key) != default:
+                out[key] = getattr(self, key)
+        return out
 
 
 class ReasoningSection(_Strict):
@@ -267,7 +290,7 @@ class LabelsSection(_Strict):
             if n_ctx is not None and need > n_ctx:
                 key = (
                     "listwise.window"
-                    if self.listwise.method == "sliding_window"
+                    if self.listwise.method in ("sliding_window", "first")
                     else "listwise.top_k/bottom_k"
                 )
                 raise ValueError(

@@ -15,6 +15,7 @@ from typing import Any
 
 from rankdistill.data.types import Corpus, Queries, Run
 from rankdistill.errors import DataError
+from rankdistill.pipelining import ItemFailed, lookahead_for, run_ahead
 from rankdistill.registry import Registry
 from rankdistill.utils import batched, progress
 
@@ -87,6 +88,11 @@ class PointwiseTeacher(ABC):
     #: True when a label depends on the other candidates of its query (fusion), so it is not a function
     #: of the pair alone and is cached per candidate list, not per pair
     depends_on_candidates: bool = False
+    #: True when scoring waits on a server (an HTTP API, or an LLM backend that is one): labelling then
+    #: keeps the next batch's requests in flight while one is committed (`rankdistill.pipelining`). Such a
+    #: teacher sends through `rankdistill.http_json.JSONClient`, whose slots bound the requests of all the
+    #: batches in flight together to its concurrency.
+    io_bound: bool = False
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:
@@ -130,13 +136,22 @@ def direct_scorer(batch_size: int | None = None, show_progress: bool = True) -> 
             unit="pair",
             disable=None if show_progress else True,
         )
+        chunks = [[(c.query, c.doc) for c in chunk] for chunk in batched(candidates, size)]
+        # a teacher that waits on a server gets the next batch's requests in flight meanwhile
+        results = run_ahead(teacher.score, chunks, lookahead_for(teacher))
         with bar:
-            for chunk in batched(candidates, size):
-                out = teacher.score([(c.query, c.doc) for c in chunk])
-                if len(out) != len(chunk):
-                    raise RuntimeError(f"{teacher.name} returned {len(out)} labels for {len(chunk)} pairs")
-                labels.extend(out)
-                bar.update(len(chunk))
+            try:
+                for i, out, _ in results:
+                    if len(out) != len(chunks[i]):
+                        raise RuntimeError(
+                            f"{teacher.name} returned {len(out)} labels for {len(chunks[i])} pairs"
+                        )
+                    labels.extend(out)
+                    bar.update(len(out))
+            except ItemFailed as exc:
+                raise exc.cause from None
+            finally:
+                results.close()
         return labels
 
     return score

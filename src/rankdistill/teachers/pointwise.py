@@ -48,6 +48,11 @@ class _LLMTeacher(PointwiseTeacher):
         if name:
             self.name = name
 
+    @property
+    def io_bound(self) -> bool:  # type: ignore[override]
+        """As the LLM backend: a server's teacher waits on it."""
+        return bool(getattr(self.llm, "io_bound", False))
+
     def prompt_identity(self) -> dict[str, Any]:
         return self.prompt.identity()
 

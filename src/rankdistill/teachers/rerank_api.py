@@ -80,6 +80,7 @@ class RerankAPITeacher(PointwiseTeacher):
     """
 
     name = "rerank-api"
+    io_bound = True  # the next batch's requests go out while one is committed (rankdistill.pipelining)
 
     def __init__(
         self,

@@ -94,6 +94,7 @@ def _llm_labels(ctx: StageContext, queries, run: Run):
         "max_passage_words": lw.max_passage_words,
         "constrained": lw.constrained,
         "seed": cfg.seed,
+        **lw.teacher_settings(),
     }
     batch_size = cfg.labels.batch_size or 8
     executor = None
