@@ -73,7 +73,8 @@ class JSONClient:
     Args:
         base_url: prefix of every request path (``request("POST", "completions")`` goes to
             ``{base_url}/completions``; an empty path to `base_url` itself).
-        headers: sent with every request (e.g. ``Authorization``; never logged).
+        headers: sent with every request (never logged).
+        api_key: sent as ``Authorization: Bearer <api_key>`` when given (never logged).
         timeout: seconds to wait for a response (connect timeout is min(timeout, 10)).
         max_retries: retries after a retryable answer or a transport error.
         backoff, max_backoff: exponential backoff, in seconds.
@@ -88,6 +89,7 @@ class JSONClient:
         base_url: str,
         *,
         headers: dict[str, str] | None = None,
+        api_key: str | None = None,
         timeout: float = 120.0,
         max_retries: int = 5,
         backoff: float = 0.5,
@@ -113,8 +115,11 @@ class JSONClient:
         self._httpx = httpx
         #: the `concurrency` request slots every request of this client takes, oldest batch first
         self.slots = RequestSlots(self.concurrency)
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
-            headers={"Content-Type": "application/json", **(headers or {})},
+            headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )

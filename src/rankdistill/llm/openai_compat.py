@@ -124,13 +124,11 @@ class OpenAICompatLLM(LLM):
         self.json_mode = json_mode
         self.missing_candidate = missing_candidate
         self.generation_logprobs = generation_logprobs
-        key = api_key or env_first("RANKDISTILL_LLM_API_KEY", "OPENAI_API_KEY")
-        hdrs = dict(headers or {})
-        if key:
-            hdrs["Authorization"] = f"Bearer {key}"
+        api_key = api_key or env_first("RANKDISTILL_LLM_API_KEY", "OPENAI_API_KEY")
         self._http = JSONClient(
             self.base_url,
-            headers=hdrs,
+            headers=headers,
+            api_key=api_key,
             timeout=timeout,
             max_retries=max_retries,
             backoff=backoff,
@@ -143,7 +141,8 @@ class OpenAICompatLLM(LLM):
         # the probe's requests: few quiet retries, short backoff (a missing feature answers an error)
         self._probe_http = JSONClient(
             self.base_url,
-            headers=hdrs,
+            headers=headers,
+            api_key=api_key,
             timeout=timeout,
             max_retries=min(2, max_retries),
             backoff=0.25,

@@ -117,13 +117,10 @@ class RerankAPITeacher(PointwiseTeacher):
         self.truncate = bool(truncate)
         if name:
             self.name = name
-        key = api_key or env_first(*API_KEY_ENV)
-        hdrs = dict(headers or {})
-        if key:
-            hdrs["Authorization"] = f"Bearer {key}"
         self._http = JSONClient(
             self.url,
-            headers=hdrs,
+            headers=headers,
+            api_key=api_key or env_first(*API_KEY_ENV),
             timeout=timeout,
             max_retries=max_retries,
             backoff=backoff,
