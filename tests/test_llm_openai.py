@@ -7,14 +7,15 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from http_helpers import ThreadedServer
 from rankdistill.llm import LLMServerError, OpenAICompatLLM, load_llm
 
 
-class Stub:
+class Stub(ThreadedServer):
     """A threaded HTTP server whose answers come from `respond(path, body) -> (status, dict, headers)`."""
 
     def __init__(self, respond):
@@ -57,17 +58,7 @@ class Stub:
                 n = int(self.headers.get("Content-Length") or 0)
                 self._answer(json.loads(self.rfile.read(n) or b"{}"))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler, "/v1")
 
 
 def completion(text: str, logprobs: dict | None = None) -> dict:

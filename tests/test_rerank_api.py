@@ -9,10 +9,12 @@ import json
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
+
+from http_helpers import ThreadedServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -186,7 +188,7 @@ def test_rankdistill_label_writes_rows_through_the_endpoint(base_url, reranker, 
 
 
 # ------------------------------------------------- other servers' shapes, and failures, on 127.0.0.1
-class StandIn:
+class StandIn(ThreadedServer):
     """A threaded HTTP server on 127.0.0.1 standing in for a remote rerank server: `respond(path, body)`
     returns (status, JSON-able answer or raw bytes), or None to drop the connection without answering."""
 
@@ -220,17 +222,7 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def test_tei_shape(reranker):
