@@ -39,15 +39,16 @@ from rankdistill.data.datasets import load_dataset  # noqa: E402
 from rankdistill.data.trec import write_run  # noqa: E402
 from rankdistill.data.types import Qrels, Queries, Run  # noqa: E402
 from rankdistill.evaluation import evaluate, fuse_minmax  # noqa: E402
-from rankdistill.hardware import cpu_supports_bf16
+from rankdistill.hardware import cpu_supports_bf16  # noqa: E402
 from rankdistill.retrieval.bm25 import BM25Retriever  # noqa: E402
 from rankdistill.students import load_encoder_student, save_student, student_scores  # noqa: E402
+from rankdistill.students.hybrid import mix_of  # noqa: E402
 from rankdistill.teachers import BiEncoderTeacher, EnsembleTeacher, FirstStageTeacher, rerank_run  # noqa: E402
 from rankdistill.teachers.querygen.pseudo import pseudo_queries  # noqa: E402
 from rankdistill.training.data import pairs_from_teacher_run, read_pairs_jsonl, write_pairs_jsonl  # noqa: E402
 from rankdistill.training.evaluator import RerankingEvaluator  # noqa: E402
 from rankdistill.training.losses import build_loss  # noqa: E402
-from rankdistill.training.trainer import Phase, TrainSettings, train_phases  # noqa: E402
+from rankdistill.training.trainer import Phase, TrainSettings, start_hybrid, train_phases  # noqa: E402
 from rankdistill.utils import set_seed  # noqa: E402
 
 log = logging.getLogger("distill")
@@ -71,8 +72,11 @@ def label_with_store(queries: Queries, corpus, run: Run, store: Path, depth: int
 def rerank_student(model, queries, run: Run, corpus, batch_size: int) -> tuple[Run, float]:
     keys = [(q, d) for q in run.query_ids for d, _ in run.ranked(q)]
     pairs = [(queries[q], corpus[d].full_text) for q, d in keys]
+    first = [run[q][d] for q, d in keys]  # BM25's scores: a hybrid student adds them (students.hybrid)
     start = time.perf_counter()
-    scores = student_scores(model, pairs, batch_size=batch_size, show_progress=sys.stderr.isatty())
+    scores = student_scores(
+        model, pairs, batch_size=batch_size, show_progress=sys.stderr.isatty(), first_stage=first
+    )
     elapsed = time.perf_counter() - start
     out: dict[str, dict[str, float]] = {}
     for (q, d), s in zip(keys, scores, strict=True):
@@ -161,21 +165,27 @@ def main() -> None:
     log.info("teacher %s", result["teacher"])
 
     # 3. training rows: phase 1 (training queries), phase 2 (pseudo-queries from documents)
-    store = work / "labels.sqlite"
+    # a config may share another's label store (same teacher, same candidates: same labels)
+    store = REPO / cfg["label_store"] if cfg.get("label_store") else work / "labels.sqlite"
     p1, p2 = cfg["phase1"], cfg["phase2"]
     rows1_path, rows2_path = work / "phase1_rows.jsonl", work / "phase2_rows.jsonl"
-    if not rows1_path.exists():
+
+    def has_feature(path: Path) -> bool:  # rows written before hybrid students lack the first-stage feature
+        return path.exists() and "first_stage" in json.loads(path.open().readline())
+
+    if not has_feature(rows1_path):
         train_q = ds.split_queries(p1.get("split", "train"))
         qids = sorted(q for q in train_q if q not in test_q)
         qids = sorted(random.Random(seed).sample(qids, min(len(qids), int(p1["max_queries"]))))
         train_q = train_q.subset(qids)
-        trun = label_with_store(train_q, corpus, bm25.retrieve(train_q, k=train_k), store, train_k)
+        first = bm25.retrieve(train_q, k=train_k)
+        trun = label_with_store(train_q, corpus, first, store, train_k)
         docs = {d: corpus[d].full_text for q in trun.query_ids for d in trun[q]}
         rows = pairs_from_teacher_run(
-            train_q, trun, docs, p1.get("per_query", 8), p1.get("top", 3), seed=seed
+            train_q, trun, docs, p1.get("per_query", 8), p1.get("top", 3), seed=seed, first_stage=first
         )
         write_pairs_jsonl(rows1_path, rows)
-    if not rows2_path.exists():
+    if not has_feature(rows2_path):
         test_texts = {t.strip().lower() for t in test_q.values()}
         doc_ids = sorted(
             random.Random(seed + 1).sample(sorted(corpus), min(len(corpus), int(p2["max_docs"]) * 2))
@@ -183,10 +193,11 @@ def main() -> None:
         synth = pseudo_queries([corpus[d] for d in doc_ids], p2.get("method", "sentence"), seed=seed)
         synth = [s for s in synth if s.text.strip().lower() not in test_texts][: int(p2["max_docs"])]
         synth_q = Queries({s.query_id: s.text for s in synth}, name=f"{name}-pseudo")
-        srun = label_with_store(synth_q, corpus, bm25.retrieve(synth_q, k=train_k), store, train_k)
+        first = bm25.retrieve(synth_q, k=train_k)
+        srun = label_with_store(synth_q, corpus, first, store, train_k)
         docs = {d: corpus[d].full_text for q in srun.query_ids for d in srun[q]}
         rows = pairs_from_teacher_run(
-            synth_q, srun, docs, p2.get("per_query", 8), p2.get("top", 3), seed=seed
+            synth_q, srun, docs, p2.get("per_query", 8), p2.get("top", 3), seed=seed, first_stage=first
         )
         write_pairs_jsonl(rows2_path, rows)
     rows1, rows2 = read_pairs_jsonl(rows1_path), read_pairs_jsonl(rows2_path)
@@ -231,6 +242,8 @@ def main() -> None:
                 seed=seed,
                 layers=spec.get("layers"),
             )
+            if spec.get("hybrid"):  # score = encoder logit + w * min-max BM25 over the labelled depth
+                start_hybrid(model, rows1 + rows2, build_loss(model, spec["losses"]), depth=train_k)
             settings = TrainSettings(
                 epochs=float(tcfg.get("epochs", 1)),
                 batch_size=int(tcfg.get("batch_size", 16)),
@@ -276,6 +289,8 @@ def main() -> None:
                 "num_layers": model.model.config.num_hidden_layers,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "losses": spec["losses"],
+                "hybrid": (mix_of(model).metadata() if mix_of(model) is not None else None),
+                "train_pairs": len(rows1) + len(rows2),
                 "train_seconds": round(train_s, 1),
                 "train_steps": [p["steps"] for p in summary["phases"]],
                 "dev_history": evaluator.history if evaluator is not None else None,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
+from http_helpers import UvicornServer  # noqa: E402
 from rankdistill.inference.reranker import Reranker  # noqa: E402
 from rankdistill.server.app import create_app  # noqa: E402
 
@@ -25,35 +23,6 @@ DOCS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    """uvicorn in a background thread of this process (the model loads once for the module)."""
-
-    def __init__(self, app):
-        self.port = _free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 60
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def reranker(cross_encoder_dir):
     return Reranker.load(cross_encoder_dir, dtype="fp32")
@@ -64,7 +33,7 @@ def base_url(reranker):
     app = create_app(
         reranker, api_key=KEY, max_documents=5, max_chars=300, max_query_chars=100, max_wait_ms=20
     )
-    with _Server(app) as url:
+    with UvicornServer(app) as url:
         yield url
 
 
@@ -181,7 +150,7 @@ def test_a_failing_model_answers_500_and_the_server_survives(reranker):
         def explain(self, query, docs):
             return reranker.explain(query, docs)
 
-    with _Server(create_app(Flaky(), max_wait_ms=0)) as url:
+    with UvicornServer(create_app(Flaky(), max_wait_ms=0)) as url:
         r = httpx.post(f"{url}/rerank", json={"query": "q", "documents": ["boom"]}, timeout=60)
         assert r.status_code == 500 and "model exploded" not in r.text  # internals stay in the log
         assert r.json()["error_id"] in r.json()["detail"]
@@ -200,7 +169,7 @@ def test_served_top_k_carries_the_rescored_scores_of_the_python_reranker(cross_e
     auto = Reranker.load(cross_encoder_dir)
     assert auto.rescore_backend is not None
     docs = DOCS + [f"{d} Extra words number {i}." for i, d in enumerate(DOCS)]
-    with _Server(create_app(auto, max_wait_ms=30)) as url:
+    with UvicornServer(create_app(auto, max_wait_ms=30)) as url:
 
         def call(i):
             body = {"query": f"{QUERY} {i}", "documents": docs, "top_k": 2}

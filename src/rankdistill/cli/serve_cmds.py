@@ -82,6 +82,7 @@ def rerank_cmd(
         missing="skip",
         show_progress=True,
         stats=stats,
+        with_first_stage=reranker.first_stage is not None,  # a hybrid student adds the run's scores
     )
     write_run(reranked, out, tag=tag)
     seconds = time.perf_counter() - t0

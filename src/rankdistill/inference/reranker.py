@@ -40,6 +40,7 @@ from rankdistill.inference.backends import OnnxBackend, TorchBackend, measured_b
 from rankdistill.inference.rescore import rescore_top_k
 from rankdistill.registry import UnknownNameError
 from rankdistill.students.encoder import LONG_DOC_POLICIES, score_pairs
+from rankdistill.students.hybrid import mix_from_metadata, normalise_first_stage, normalise_grouped
 from rankdistill.students.metadata import METADATA_FILE, STUDENT_TYPES, read_metadata
 from rankdistill.utils import split_sizes
 
@@ -124,6 +125,18 @@ def _doc_text(doc: Any) -> str:
     raise TypeError(f"a document must be a str, a Document or a dict with 'text'; got {type(doc).__name__}")
 
 
+def _doc_scores(docs: Sequence[Any]) -> list[float] | None:
+    """The first-stage scores documents carry (a dict's 'score', a `Document`'s `score`), None unless
+    every document has one."""
+    out = []
+    for d in docs:
+        value = d.get("score") if isinstance(d, dict) else getattr(d, "score", None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        out.append(float(value))
+    return out
+
+
 def _doc_id(doc: Any, index: int) -> str:
     if isinstance(doc, dict) and doc.get("id") is not None:
         return str(doc["id"])
@@ -141,6 +154,7 @@ class Reranker:
 
     student_type = "encoder"
     rescore_backend: Any = None  # a student run through its own model never rescores
+    first_stage: Any = None  # a hybrid student's FirstStageMix (students.hybrid); only encoders have one
     #: whether `explain` runs the model (generated reasoning) rather than matching terms (microseconds)
     explains_with_model = False
 
@@ -183,6 +197,8 @@ class Reranker:
         self.rescore_backend = rescore_backend
         self.rescore_margin = float(rescore_margin)
         self.rescore_top_k = int(rescore_top_k)
+        # a hybrid student (students.hybrid): its score adds weight * the normalised first-stage score
+        self.first_stage = mix_from_metadata(self.config, Path(str(path)) / METADATA_FILE)
         # running totals, for benchmarks: pairs through bf16 + rescoring, how many of them were rescored,
         # margin widenings, and pairs of requests small enough to go to fp32 directly
         self.rescore_stats = {"pairs": 0, "rescored": 0, "widened": 0, "fp32_only": 0}
@@ -300,6 +316,7 @@ class Reranker:
             "batch_size": self.batch_size,
             "long_docs": self.long_docs,
             "num_labels": self.num_labels,
+            "first_stage": self.first_stage.metadata() if self.first_stage is not None else None,
             "rescore": (
                 {"dtype": "float32", "margin": self.rescore_margin, "top_k": self.rescore_top_k}
                 if self.rescore_backend is not None
@@ -316,12 +333,42 @@ class Reranker:
         batch_size: int | None = None,
         show_progress: bool = False,
         exact: bool = False,
+        first_stage: Sequence[float] | None = None,
     ) -> list[float]:
         """Relevance score of each (query, document) pair, in input order, from the main backend (bf16
         where that was chosen: no fp32 rescoring here, use `rerank` for an exact top-k). `exact=True`
-        scores with the fp32 copy instead when the reranker keeps one."""
+        scores with the fp32 copy instead when the reranker keeps one. A hybrid student needs
+        `first_stage`: each pair's first-stage score, normalised per query over the pairs of that query."""
+        extra = self.first_stage_terms([q for q, _ in pairs], first_stage, [len(pairs)])
         backend = self.rescore_backend if exact and self.rescore_backend is not None else self.backend
-        return self._score_with(backend, pairs, long_docs, batch_size, show_progress)
+        scores = self._score_with(backend, pairs, long_docs, batch_size, show_progress)
+        return scores if extra is None else [s + e for s, e in zip(scores, extra, strict=True)]
+
+    def first_stage_terms(
+        self, queries: Sequence[str], first_stage: Sequence[float] | None, sizes: Sequence[int] | None = None
+    ) -> list[float] | None:
+        """What a hybrid student adds to each pair's encoder score (None for a plain student). `sizes`:
+        consecutive pairs normalised together (one request each); None groups pairs by query text."""
+        if self.first_stage is None:
+            if first_stage is not None:
+                log.debug("%s is not hybrid: first-stage scores ignored", self.path)
+            return None
+        if first_stage is None:
+            raise RankdistillError(
+                f"{self.path} is a hybrid student: its score adds {self.first_stage.metadata()['weight']:.3g} "
+                "x the normalised first-stage score, so each document needs its first-stage (e.g. BM25) "
+                "score: pass first_stage=[...] (one per document), or `score` in each document dict"
+            )
+        values = [float(x) for x in first_stage]
+        if len(values) != len(queries):
+            raise ValueError(f"got {len(values)} first-stage scores for {len(queries)} documents")
+        weight, depth = float(self.first_stage.weight.detach()), self.first_stage.depth
+        if sizes is None:
+            feats = normalise_grouped(queries, values, depth)
+        else:
+            parts = split_sizes(values, list(sizes))
+            feats = [f for part in parts for f in normalise_first_stage(part, depth)]
+        return [weight * float(f) for f in feats]
 
     def _score_with(self, backend, pairs, long_docs, batch_size, show_progress) -> list[float]:
         # the encoder students' one scoring path (the training dev evaluator uses it too)
@@ -348,8 +395,11 @@ class Reranker:
         explain: bool = False,
         return_text: bool = False,
         long_docs: str | None = None,
+        first_stage: Sequence[float] | None = None,
     ) -> list[RerankResult]:
-        """Documents (strings, `Document`s or dicts with 'text' and optional 'id'/'title') best first."""
+        """Documents (strings, `Document`s or dicts with 'text' and optional 'id'/'title'/'score') best
+        first. `first_stage`: each document's first-stage score, which a hybrid student needs (a dict's
+        'score' is taken when this is not given)."""
         return self.rerank_many(
             [(query, documents)],
             top_k=top_k,
@@ -357,6 +407,7 @@ class Reranker:
             explain=explain,
             return_text=return_text,
             long_docs=long_docs,
+            first_stage=[first_stage] if first_stage is not None else None,
         )[0]
 
     def rerank_many(
@@ -369,11 +420,13 @@ class Reranker:
         return_text: bool = False,
         long_docs: str | None = None,
         show_progress: bool = False,
+        first_stage: Sequence[Sequence[float] | None] | None = None,
     ) -> list[list[RerankResult]]:
         """Rerank several (query, documents) requests in one scoring pass: pairs from all requests share
-        batches, which is what makes the CLI and the server's micro-batching fast."""
+        batches, which is what makes the CLI and the server's micro-batching fast. `first_stage`: per
+        request, its documents' first-stage scores (see `rerank`)."""
         per_request = self.score_requests(
-            requests, top_k=top_k, long_docs=long_docs, show_progress=show_progress
+            requests, top_k=top_k, long_docs=long_docs, show_progress=show_progress, first_stage=first_stage
         )
         results = []
         for r, (query, docs) in enumerate(requests):
@@ -409,16 +462,33 @@ class Reranker:
         top_k: int | Sequence[int | None] | None = None,
         long_docs: str | None = None,
         show_progress: bool = False,
+        first_stage: Sequence[Sequence[float] | None] | None = None,
+        offsets: Sequence[Sequence[float] | None] | None = None,
     ) -> list[list[float]]:
         """The scores of each request's documents, in their order, from one scoring pass over all pairs.
 
         With a rescoring backend (bf16 chosen automatically), every document that could be in its
         request's top-k gets its fp32 score (k = `top_k`, one for all or one per request; None means
-        `rescore_top_k`), so rankings and top-k scores are those of the fp32 model."""
+        `rescore_top_k`), so rankings and top-k scores are those of the fp32 model. A hybrid student's
+        first-stage term (per request: `first_stage`, else each document dict's 'score') is added before
+        the top-k is chosen; `offsets`, per request, are such terms computed already (`first_stage_terms`,
+        the server's micro-batcher computes them per whole request before splitting it)."""
         sizes = [len(docs) for _, docs in requests]
+        if offsets is not None and self.first_stage is not None:
+            if len(offsets) != len(requests) or any(
+                o is None or len(o) != n for o, n in zip(offsets, sizes, strict=True)
+            ):
+                raise ValueError("offsets must give one value per document of every request")
+            extra: list[float] | None = [float(x) for o in offsets for x in (o or [])]
+        else:
+            extra = self._request_terms(requests, first_stage)
         if self.rescore_backend is None:
             pairs = [(q, d) for q, docs in requests for d in docs]
-            scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
+            if extra is None:
+                scores = self.score(pairs, long_docs=long_docs, show_progress=show_progress)
+            else:
+                scores = self._score_with(self.backend, pairs, long_docs, None, show_progress)
+                scores = [s + e for s, e in zip(scores, extra, strict=True)]
         else:
             ks = list(top_k) if isinstance(top_k, Sequence) else [top_k] * len(requests)
             if len(ks) != len(requests):
@@ -427,14 +497,19 @@ class Reranker:
             # a request with no more documents than its k is all top-k: fp32 only, no bf16 pass first
             small = [n <= k for n, k in zip(sizes, ks, strict=True)]
             big = [i for i, sm in enumerate(small) if not sm]
+            per_pair = split_sizes(extra, sizes) if extra is not None else [[0.0] * n for n in sizes]
             exact_pairs = [(q, d) for (q, docs), sm in zip(requests, small, strict=True) if sm for d in docs]
+            exact_extra = [e for r, sm in enumerate(small) if sm for e in per_pair[r]]
             big_pairs = [(requests[i][0], d) for i in big for d in requests[i][1]]
+            big_extra = [e for i in big for e in per_pair[i]]
             exact = self._score_with(self.rescore_backend, exact_pairs, long_docs, None, show_progress)
+            exact = [s + e for s, e in zip(exact, exact_extra, strict=True)]
             self.rescore_stats["fp32_only"] += len(exact_pairs)
-            approx = self.score(big_pairs, long_docs=long_docs, show_progress=show_progress)
+            approx = self._score_with(self.backend, big_pairs, long_docs, None, show_progress)
+            approx = [s + e for s, e in zip(approx, big_extra, strict=True)]
             if big_pairs:
                 approx = self._rescore_top(
-                    big_pairs, approx, [sizes[i] for i in big], [ks[i] for i in big], long_docs
+                    big_pairs, approx, [sizes[i] for i in big], [ks[i] for i in big], long_docs, big_extra
                 )
             exact_it, approx_it = iter(exact), iter(approx)
             scores = [
@@ -444,13 +519,43 @@ class Reranker:
             ]
         return split_sizes(scores, sizes)
 
+    def _request_terms(
+        self,
+        requests: Sequence[tuple[str, Sequence[Any]]],
+        first_stage: Sequence[Sequence[float] | None] | None,
+    ) -> list[float] | None:
+        """A hybrid student's first-stage terms of every pair of `requests`, each request normalised on
+        its own (`first_stage` per request, else each document dict's 'score'); None when not hybrid."""
+        if self.first_stage is None:
+            return None
+        if first_stage is not None and len(first_stage) != len(requests):
+            raise ValueError(f"got first-stage scores for {len(first_stage)} of {len(requests)} requests")
+        values: list[float] = []
+        for r, (_, docs) in enumerate(requests):
+            given = first_stage[r] if first_stage is not None else None
+            if given is None:
+                given = _doc_scores(docs)
+            if given is None:
+                self.first_stage_terms([], None)  # raises the hybrid student's error
+            values.extend(float(x) for x in given)
+        queries = [q for q, docs in requests for _ in docs]
+        return self.first_stage_terms(queries, values, [len(docs) for _, docs in requests])
+
     def _rescore_top(
-        self, pairs: list, scores: list[float], sizes: list[int], ks: list[int], long_docs: str | None
+        self,
+        pairs: list,
+        scores: list[float],
+        sizes: list[int],
+        ks: list[int],
+        long_docs: str | None,
+        extra: list[float],
     ) -> list[float]:
-        """`scores` with the fp32 score of every document that could be in its request's top-k."""
+        """`scores` with the fp32 score (plus the pair's `extra` first-stage term) of every document that
+        could be in its request's top-k."""
 
         def exact(idx: list[int]) -> list[float]:
-            return self._score_with(self.rescore_backend, [pairs[i] for i in idx], long_docs, None, False)
+            fp32 = self._score_with(self.rescore_backend, [pairs[i] for i in idx], long_docs, None, False)
+            return [s + extra[i] for s, i in zip(fp32, idx, strict=True)]
 
         return rescore_top_k(scores, sizes, ks, exact, margin=self.rescore_margin, stats=self.rescore_stats)
 

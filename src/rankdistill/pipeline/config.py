@@ -324,17 +324,22 @@ class TrainSection(BaseModel):
         phases: list[dict[str, Any]],
         data_dir: Path | None = None,
         device: str = "auto",
+        hybrid_depth: int | None = None,
     ):
-        """The validated `rankdistill.training` config for these phases, trained on `device`."""
+        """The validated `rankdistill.training` config for these phases, trained on `device`; a hybrid
+        student's depth is `hybrid_depth` (the labels' depth) unless the student sets it."""
         from rankdistill.training.config import TrainConfig
 
         for p in phases:
             if p["name"] in self.phase_training:
                 p["training"] = {**p.get("training", {}), **self.phase_training[p["name"]]}
+        student = dict(self.student)
+        if student.get("hybrid") and "hybrid_depth" not in student and hybrid_depth is not None:
+            student["hybrid_depth"] = hybrid_depth  # the depth the labels stage scaled the feature over
         data = {
             "output_dir": output_dir,
             "seed": seed,
-            "student": self.student,
+            "student": student,
             "losses": self.losses,
             "training": self.training,
             "dev": self.dev,

@@ -45,6 +45,9 @@ class DocumentIn(BaseModel):
     id: str | None = Field(None, description="Your id for the document; defaults to its position.")
     text: str = Field(..., description="The document text.")
     title: str | None = Field(None, description="Optional title, scored as 'title text'.")
+    score: float | None = Field(
+        None, description="The document's first-stage (e.g. BM25) score; a hybrid student needs it."
+    )
 
 
 class RerankRequest(BaseModel):
@@ -83,6 +86,9 @@ class RerankResponse(BaseModel):
 class TextDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(..., description="The document text.")
+    score: float | None = Field(
+        None, description="Not in Cohere's API: the first-stage score a hybrid student needs."
+    )
 
 
 class StandardRerankRequest(BaseModel):
@@ -292,6 +298,22 @@ def create_app(
     def invalid(loc: tuple, msg: str) -> RequestValidationError:
         return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": "value_error"}])
 
+    def hybrid_offsets(query: str, documents: list) -> list[float] | None:
+        """A hybrid student's first-stage terms of a request (each document's 'score'), None otherwise."""
+        if getattr(reranker, "first_stage", None) is None:
+            return None
+        missing = [i for i, d in enumerate(documents) if isinstance(d, str) or d.score is None]
+        if missing:
+            raise HTTPException(
+                400,
+                f"documents[{missing[0]}] has no 'score': this server's student is hybrid (its score adds "
+                "the first-stage score), so each document must be an object with 'text' and 'score' "
+                "(its BM25 or other first-stage score)",
+            )
+        return reranker.first_stage_terms(
+            [query] * len(documents), [d.score for d in documents], [len(documents)]
+        )
+
     def check_limits(query: str, documents: list[str | DocumentIn]) -> list[str]:
         if len(documents) > max_documents:
             raise HTTPException(
@@ -383,7 +405,8 @@ def create_app(
 
     async def _rerank(req: RerankRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)
-        scores = await batcher.score(req.query, texts, req.long_docs, req.top_k)
+        offsets = hybrid_offsets(req.query, req.documents)
+        scores = await batcher.score(req.query, texts, req.long_docs, req.top_k, offsets)
         ids = _ids(req.documents)
         order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
         if req.top_k is not None:
@@ -427,7 +450,8 @@ def create_app(
     async def _standard_rerank(req: StandardRerankRequest) -> StandardRerankResponse:
         docs = [d if isinstance(d, str) else d.text for d in req.documents]
         texts = check_limits(req.query, docs)
-        scores = await batcher.score(req.query, texts, None, req.top_n)
+        offsets = hybrid_offsets(req.query, req.documents)
+        scores = await batcher.score(req.query, texts, None, req.top_n, offsets)
         order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
         if req.top_n is not None:
             order = order[: req.top_n]
@@ -448,7 +472,9 @@ def create_app(
 
     async def _explain(req: ExplainRequest) -> RerankResponse:
         texts = check_limits(req.query, req.documents)
-        scores = await batcher.score(req.query, texts, req.long_docs)
+        scores = await batcher.score(
+            req.query, texts, req.long_docs, offsets=hybrid_offsets(req.query, req.documents)
+        )
         explanations = await explain_docs(req.query, texts) if texts else []
         ids = _ids(req.documents)
         ranks = {i: r for r, i in enumerate(sorted(range(len(texts)), key=lambda i: (-scores[i], i)), 1)}

@@ -36,6 +36,7 @@ class _Job:
     long_docs: str | None
     top_k: int | None
     future: asyncio.Future
+    offsets: list[float] | None = None  # a hybrid student's first-stage terms (Reranker.first_stage_terms)
 
 
 @dataclass
@@ -87,11 +88,18 @@ class MicroBatcher:
         self.executor.shutdown(wait=True)
 
     async def score(
-        self, query: str, documents: list[str], long_docs: str | None = None, top_k: int | None = None
+        self,
+        query: str,
+        documents: list[str],
+        long_docs: str | None = None,
+        top_k: int | None = None,
+        offsets: list[float] | None = None,
     ) -> list[float]:
         """Scores of one request's documents, computed in a batch with whatever other requests are waiting.
         With a rescoring `Reranker` (bf16 + fp32), every document that could be in the top `top_k`
-        (default: the reranker's `rescore_top_k`) carries its fp32 score, as `Reranker.rerank` gives."""
+        (default: the reranker's `rescore_top_k`) carries its fp32 score, as `Reranker.rerank` gives.
+        `offsets`: what a hybrid student adds to each document's score, computed over the whole request
+        (its first-stage scores are normalised per request, so not per slice)."""
         if not documents:
             return []
         if self._queue is None:
@@ -103,7 +111,8 @@ class MicroBatcher:
         for start in range(0, len(documents), self.max_batch_pairs):
             future = loop.create_future()
             part = list(documents[start : start + self.max_batch_pairs])
-            await self._queue.put(_Job(query, part, long_docs, top_k, future))
+            part_offsets = None if offsets is None else list(offsets[start : start + self.max_batch_pairs])
+            await self._queue.put(_Job(query, part, long_docs, top_k, future, part_offsets))
             scores.extend(await future)
         return scores
 
@@ -196,7 +205,8 @@ class MicroBatcher:
         requests = [(job.query, job.documents) for job in group]
         score_requests = getattr(self.reranker, "score_requests", None)
         if score_requests is not None:
-            return score_requests(requests, top_k=[job.top_k for job in group], long_docs=long_docs)
+            hybrid = {"offsets": [job.offsets for job in group]} if any(j.offsets for j in group) else {}
+            return score_requests(requests, top_k=[job.top_k for job in group], long_docs=long_docs, **hybrid)
         # a reranker without per-request scoring (the decoder student): score the pairs, split them back
         flat = self.reranker.score([(q, d) for q, docs in requests for d in docs], long_docs=long_docs)
         return split_sizes(flat, [len(docs) for _, docs in requests])

@@ -23,6 +23,8 @@ import numpy as np
 from rankdistill.errors import RankdistillError
 from rankdistill.hardware import resolve_device
 from rankdistill.models import resolve_model
+from rankdistill.students.hybrid import METADATA_KEY as HYBRID_KEY
+from rankdistill.students.hybrid import attach_mix, mix_from_metadata, mix_of, normalise_grouped
 from rankdistill.students.metadata import STUDENT_TYPES, read_metadata, write_metadata
 from rankdistill.utils import batched, progress
 
@@ -121,6 +123,9 @@ def save_student(model, path: str | Path, metadata: dict[str, Any] | None = None
         "num_layers": int(getattr(cfg, "num_hidden_layers", 0) or 0),
         "architecture": (cfg.architectures or [type(model.model).__name__])[0],
     }
+    mix = mix_of(model)
+    if mix is not None:  # a hybrid student: its score adds the first-stage term (students.hybrid)
+        meta[HYBRID_KEY] = mix.metadata()
     meta.update(metadata or {})
     write_metadata(path, meta)
     return path
@@ -139,6 +144,9 @@ def load_student(path: str | Path, device: Any = "auto", max_length: int | None 
         raise RankdistillError(f"{path}: student_type is {meta['student_type']!r}; expected 'encoder'")
     model = CrossEncoder(str(path), device=str(resolve_device(device)), local_files_only=True)
     model.max_seq_length = max_length or int(meta.get("max_length", model.max_seq_length or 512))
+    mix = mix_from_metadata(meta, path / "rankdistill.json")
+    if mix is not None:
+        attach_mix(model, mix)
     return model
 
 
@@ -273,15 +281,25 @@ class TorchForward:
 
 
 def student_scores(
-    model, pairs: Sequence[tuple[str, str]], batch_size: int = 64, show_progress: bool = False
+    model,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 64,
+    show_progress: bool = False,
+    first_stage: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Scores of (query, document) pairs with an in-memory student (a `CrossEncoder`, e.g. during
     training), through `score_pairs` like a saved student's `Reranker`; the model's train/eval mode is
-    restored afterwards (dropout is off while scoring)."""
+    restored afterwards (dropout is off while scoring). A hybrid student needs `first_stage`, each pair's
+    raw first-stage score (normalised here per query, `students.hybrid`)."""
+    mix = mix_of(model)
+    if mix is not None and first_stage is None:
+        raise RankdistillError(
+            "a hybrid student scores with each pair's first-stage score (e.g. BM25's); none was given"
+        )
     was_training = model.training
     model.eval()
     try:
-        return score_pairs(
+        scores = score_pairs(
             TorchForward(model.model),
             model.tokenizer,
             pairs,
@@ -291,6 +309,10 @@ def student_scores(
         )
     finally:
         model.train(was_training)
+    if mix is None:
+        return scores
+    feats = normalise_grouped([q for q, _ in pairs], list(first_stage or []), mix.depth)
+    return scores + float(mix.weight.detach()) * feats
 
 
 STUDENT_TYPES.register(

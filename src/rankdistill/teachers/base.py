@@ -237,8 +237,11 @@ def rerank_run(
     show_progress: bool = True,
     name: str | None = None,
     stats: dict[str, int] | None = None,
+    with_first_stage: bool = False,
 ) -> Run:
     """Rerank the top-`depth` documents of each query of `run` (documents below `depth` are dropped).
+    `with_first_stage`: call the `RequestScorer` with `first_stage=` (each request's documents' scores in
+    `run`), which a hybrid student's `Reranker.score_requests` needs.
 
     `ranker` is a teacher, whose labels are computed directly or through `scorer` (pass
     `rankdistill.labels.store_scorer(store)`, or use `rankdistill.labels.label_run`, to cache them in a
@@ -257,7 +260,11 @@ def rerank_run(
     groups = list(by_query.values())
     with progress(total=len(groups), desc="reranking", unit="query", disable=not show_progress) as bar:
         for chunk in batched(groups, queries_per_pass):
-            scores = ranker([(group[0].query, [c.doc for c in group]) for group in chunk])
+            requests = [(group[0].query, [c.doc for c in group]) for group in chunk]
+            if with_first_stage:
+                scores = ranker(requests, first_stage=[[c.first_stage for c in group] for group in chunk])
+            else:
+                scores = ranker(requests)
             for group, group_scores in zip(chunk, scores, strict=True):
                 out.scores[group[0].query_id] = {
                     c.doc_id: float(s) for c, s in zip(group, group_scores, strict=True)

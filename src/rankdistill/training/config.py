@@ -75,6 +75,11 @@ class StudentConfig(_Strict):
     layers: list[int] | None = Field(default=None, min_length=1)  # or keep these (e.g. [0, 5])
     num_labels: Literal[1, 2] = 1
     max_length: int = Field(default=256, ge=16, le=8192)
+    # a hybrid student (rankdistill.students.hybrid): score = logit + w * the first-stage score min-max
+    # scaled over the query's top `hybrid_depth` candidates (the depth the labels covered); rows need a
+    # `first_stage` value, and so does every reranking with the trained student
+    hybrid: bool = False
+    hybrid_depth: int = Field(default=30, ge=2)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,8 @@ from rankdistill.data.jsonl import iter_jsonl, write_jsonl
 from rankdistill.data.types import Run
 from rankdistill.errors import DataError
 from rankdistill.evaluation.fusion import minmax
+from rankdistill.students.hybrid import COLUMN as FIRST_STAGE
+from rankdistill.students.hybrid import normalise_first_stage
 
 DOC_KEYS = ("document", "doc", "text", "passage")
 
@@ -51,7 +53,8 @@ def label_kind(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
 
 
 def read_pairs_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows `{"query": str, "document": str, "label": float | [false_logit, true_logit]}`.
+    """Rows `{"query": str, "document": str, "label": float | [false_logit, true_logit]}`, and
+    `first_stage` (the normalised first-stage score a hybrid student trains with) when a row has it.
 
     The document may also be under "doc", "text" or "passage" (the label store exports "doc"). All rows
     must have the same label shape; a bad row raises a DataError naming the line.
@@ -72,7 +75,18 @@ def read_pairs_jsonl(path: str | Path) -> list[dict[str, Any]]:
             raise DataError(
                 f"label is a {this} but earlier rows have {shape} labels; use one kind", path, lineno
             )
-        rows.append({"query": obj["query"], "document": doc, "label": label})
+        row = {"query": obj["query"], "document": doc, "label": label}
+        if FIRST_STAGE in obj:
+            value = obj[FIRST_STAGE]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise DataError(
+                    f"{FIRST_STAGE!r} must be a finite number (the normalised first-stage score), "
+                    f"got {value!r}",
+                    path,
+                    lineno,
+                )
+            row[FIRST_STAGE] = float(value)
+        rows.append(row)
     if not rows:
         raise DataError("no training rows; expected JSONL rows with 'query', 'document' and 'label'", path)
     return rows
@@ -80,7 +94,8 @@ def read_pairs_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def write_pairs_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     return write_jsonl(
-        path, ({"query": r["query"], "document": r["document"], "label": r["label"]} for r in rows)
+        path,
+        ({k: r[k] for k in ("query", "document", "label", FIRST_STAGE) if k in r} for r in rows),
     )
 
 
@@ -119,6 +134,7 @@ def pairs_from_teacher_run(
     top: int = 4,
     normalize: str = "minmax",
     seed: int = 0,
+    first_stage: Run | None = None,
 ) -> list[dict[str, Any]]:
     """Training pairs from a teacher's scores over each query's candidates.
 
@@ -126,7 +142,10 @@ def pairs_from_teacher_run(
     drawn at random from the rest of its candidates (so the student also sees the long tail it must push
     down). Labels are the teacher scores min-max scaled per query to [0, 1] (`normalize="minmax"`),
     computed over all candidates before sampling, or used as they are (`"none"`, already probabilities).
+    With `first_stage` (the run the candidates came from), each row also gets `first_stage`: that score
+    min-max scaled over the query's candidates (the feature of a hybrid student, `students.hybrid`).
     """
+
     if normalize not in ("minmax", "none"):
         raise ValueError(f"normalize must be 'minmax' or 'none', got {normalize!r}")
     rng = random.Random(seed)
@@ -136,10 +155,19 @@ def pairs_from_teacher_run(
             continue
         scores = teacher[qid]
         labels = minmax(scores) if normalize == "minmax" else dict(scores)
+        feature: dict[str, float] = {}
+        if first_stage is not None:
+            ids = sorted(scores)
+            first = first_stage[qid]
+            if any(d not in first for d in ids):
+                raise DataError(f"query {qid!r}: the first-stage run lacks some of the teacher's documents")
+            values = normalise_first_stage([first[d] for d in ids], len(ids))
+            feature = {d: float(v) for d, v in zip(ids, values, strict=True)}
         for d in pick_rows(scores, per_query, top, rng):
-            rows.append(
-                {"query": queries[qid], "document": documents[d], "label": float(labels[d]), "qid": qid}
-            )
+            row = {"query": queries[qid], "document": documents[d], "label": float(labels[d]), "qid": qid}
+            if feature:
+                row[FIRST_STAGE] = feature[d]
+            rows.append(row)
     rng.shuffle(rows)
     return rows
 
@@ -153,6 +181,8 @@ def group_rows(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[st
         g = groups.setdefault(r["query"], {"query": r["query"], "document": [], "label": []})
         g["document"].append(r["document"])
         g["label"].append(r["label"])
+        if FIRST_STAGE in r:
+            g.setdefault(FIRST_STAGE, []).append(r[FIRST_STAGE])
     out = list(groups.values())
     random.Random(seed).shuffle(out)
     return out
@@ -167,8 +197,17 @@ def to_dataset(rows: list[Mapping[str, Any]], columns: Sequence[str] = ("query",
     if not rows:
         raise ValueError("no training rows")
     for key in (*columns, "label"):
-        if key not in rows[0]:
-            raise ValueError(f"training rows have no {key!r} field; expected {[*columns, 'label']}")
+        missing = next((i for i, r in enumerate(rows) if key not in r), None)
+        if missing is not None:
+            why = (
+                " (a hybrid student needs the normalised first-stage score of each pair; rows from "
+                "`rankdistill run` and `pairs_from_teacher_run(first_stage=...)` have it)"
+                if key == FIRST_STAGE
+                else ""
+            )
+            raise ValueError(
+                f"training row {missing} has no {key!r} field; expected {[*columns, 'label']}{why}"
+            )
     data = {c: [r[c] for r in rows] for c in columns}
     data["label"] = [r["label"] for r in rows]
     return Dataset.from_dict(data)

@@ -55,7 +55,8 @@ class RerankingEvaluator(BaseEvaluator):
         pairs = [(self.queries[q], self.documents[d]) for q, d in keys]
         start = time.perf_counter()
         # the Reranker's scoring path, so this dev metric and the report's test metric score alike
-        scores = student_scores(model, pairs, batch_size=self.batch_size)
+        first = [self.candidates[q][d] for q, d in keys]  # a hybrid student adds the first-stage term
+        scores = student_scores(model, pairs, batch_size=self.batch_size, first_stage=first)
         elapsed = max(time.perf_counter() - start, 1e-9)
         run: dict[str, dict[str, float]] = {}
         for (q, d), s in zip(keys, scores, strict=True):

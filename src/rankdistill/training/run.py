@@ -13,6 +13,7 @@ from typing import Any
 
 from rankdistill.errors import DataError, RankdistillError
 from rankdistill.evaluation.fusion import minmax
+from rankdistill.students.hybrid import COLUMN
 from rankdistill.training.config import (
     DataConfig,
     DecoderStudentConfig,
@@ -25,6 +26,7 @@ from rankdistill.training.trainer import (
     Phase,
     TrainSettings,
     is_main_process,
+    start_hybrid,
     train_phases,
     wait_for_everyone,
 )
@@ -296,6 +298,15 @@ def train_from_config(cfg: TrainConfig) -> Path:
             raise RankdistillError(
                 f"losses.{found[0]}.name: {found[1]}; phase {p.name!r} ({source}, phases.{i}.data) has {what}"
             )
+        if cfg.student.hybrid:
+            missing = next((j for j, r in enumerate(rows) if COLUMN not in r), None)
+            if missing is not None:
+                source = p.data.jsonl if p.data.jsonl is not None else p.data.label_store
+                raise RankdistillError(
+                    f"student.hybrid: phase {p.name!r} ({source}, phases.{i}.data) row {missing + 1} has no "
+                    f"{COLUMN!r} value (each pair's first-stage score, min-max scaled over its query's "
+                    "candidates); rows written by `rankdistill run`'s labels stage have it"
+                )
         log.info("phase %s: %d training rows", p.name, len(rows))
         phases.append(Phase(p.name, rows, settings_from(cfg.phase_training(p), cfg.seed, str(device))))
     model = create(
@@ -308,6 +319,10 @@ def train_from_config(cfg: TrainConfig) -> Path:
         device=str(device),
     )
     specs = [spec.model_dump() for spec in cfg.losses]
+    if cfg.student.hybrid:
+        start_hybrid(
+            model, [r for p in phases for r in p.rows], build_loss(model, specs), cfg.student.hybrid_depth
+        )
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
     summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)
     final = out / "final"

@@ -365,10 +365,13 @@ def train(
     For a listwise loss, pair rows are grouped by query and `batch_size` still counts pairs: a step
     takes `batch_size // group size` queries (at least one).
     """
+    from rankdistill.students.hybrid import COLUMN, mix_of
     from rankdistill.training.data import group_rows, to_dataset
     from rankdistill.training.losses import needs_groups
 
     settings = settings or TrainSettings()
+    if mix_of(model) is not None and COLUMN not in columns:
+        columns = (*columns, COLUMN)  # a hybrid student's loss adds the first-stage term (students.hybrid)
     if needs_groups(loss) and isinstance(train_rows, list) and train_rows:
         if isinstance(train_rows[0].get(columns[1]), str):
             train_rows = group_rows(train_rows, settings.seed)
@@ -422,6 +425,8 @@ def train_phases(
     """
     from sentence_transformers import CrossEncoder
 
+    from rankdistill.students.hybrid import load_mix, save_mix
+
     output_dir = Path(output_dir)
     summary: dict[str, Any] = {"phases": []}
     for phase in phases:
@@ -432,6 +437,7 @@ def train_phases(
             log.info("phase %s already done; loading %s", phase.name, model_dir)
             trained = CrossEncoder(str(model_dir), device=str(model.device), local_files_only=True)
             model.load_state_dict(trained.state_dict())
+            load_mix(model, model_dir)
             summary["phases"].append(json.loads(done.read_text(encoding="utf-8")))
             continue
         phase_settings = phase.settings or settings or TrainSettings()
@@ -449,7 +455,37 @@ def train_phases(
         }
         if trainer.args.should_save:  # one process writes (every process of a DDP run has the same model)
             model.save_pretrained(str(model_dir))
+            save_mix(model, model_dir)
             write_json_atomic(done, record)
         wait_for_everyone()
         summary["phases"].append(record)
     return summary
+
+
+def start_hybrid(model, rows: Sequence[dict[str, Any]], loss: nn.Module, depth: int):
+    """Make `model` a hybrid student (`rankdistill.students.hybrid`) whose first-stage weight starts at
+    the least-squares fit of the rows' group-centred labels on their feature, in the units of `loss`
+    (labels over its temperature, when it has one): the encoder then starts on the residual."""
+    from rankdistill.students.hybrid import COLUMN, FirstStageMix, attach_mix, least_squares_weight
+
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for i, r in enumerate(rows):
+        if COLUMN not in r:
+            raise RankdistillError(
+                f"training row {i} has no {COLUMN!r} value; a hybrid student trains on rows with the "
+                "normalised first-stage score of each pair"
+            )
+        label = r["label"]
+        value = label[1] - label[0] if isinstance(label, (list, tuple)) else label
+        labels, feats = groups.setdefault(r["query"], ([], []))
+        labels.append(float(value))
+        feats.append(float(r[COLUMN]))
+    temperatures = [
+        float(m.temperature)
+        for m in loss.modules()
+        if isinstance(getattr(m, "temperature", None), (int, float))
+    ]
+    scale = 1.0 / temperatures[0] if temperatures else 1.0
+    weight = least_squares_weight(groups.values(), scale)
+    log.info("hybrid student: first-stage weight starts at %.4f (depth %d)", weight, depth)
+    return attach_mix(model, FirstStageMix(weight, depth))

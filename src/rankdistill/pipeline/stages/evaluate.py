@@ -197,9 +197,12 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         student_dir, backend="torch", device=device, batch_size=ev.batch_size, threads=cfg.threads
     )
     pairs = [(c.query, c.doc) for c in candidates]
-    reranker.score(pairs[: min(len(pairs), 64)])  # warm-up: first calls pay for allocation
+    # a hybrid student (students.hybrid) adds BM25's score: the candidates carry it
+    first = {"first_stage": [c.first_stage for c in candidates]} if reranker.first_stage is not None else {}
+    warm = min(len(pairs), 64)
+    reranker.score(pairs[:warm], **{k: v[:warm] for k, v in first.items()})  # first calls pay for allocation
     t0 = time.perf_counter()
-    scores = reranker.score(pairs)
+    scores = reranker.score(pairs, **first)
     pps = len(pairs) / max(time.perf_counter() - t0, 1e-9)
     student_run = Run({}, name="student")
     for c, s in zip(candidates, scores, strict=True):

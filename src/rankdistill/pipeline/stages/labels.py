@@ -89,6 +89,22 @@ def _targets(candidates: list, labels: list, target: str) -> list[Any]:
     return out
 
 
+def first_stage_features(candidates: list) -> list[float]:
+    """Each candidate's first-stage score min-max scaled over its query's candidates (all of them: the
+    labelled depth), the feature a hybrid student adds (`rankdistill.students.hybrid`)."""
+    from rankdistill.students.hybrid import normalise_first_stage
+
+    by_query: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        by_query.setdefault(c.query_id, []).append(i)
+    out = [0.0] * len(candidates)
+    for idx in by_query.values():
+        values = normalise_first_stage([candidates[i].first_stage or 0.0 for i in idx], len(idx))
+        for i, v in zip(idx, values, strict=True):
+            out[i] = float(v)
+    return out
+
+
 def _sample_rows(
     candidates: list, labels: list, per_query: int | None, top: int, seed: int
 ) -> set[int] | None:
@@ -130,6 +146,7 @@ def run_labels(ctx: StageContext) -> dict[str, Any]:
         if cfg.labels.kind == "pointwise":
             labels, targets = _pointwise(ctx, candidates, cfg.labels.target)
             keep = _sample_rows(candidates, labels, cfg.labels.per_query, cfg.labels.top, cfg.seed)
+            feature = first_stage_features(candidates)
             rows = [
                 {
                     "query_id": c.query_id,
@@ -138,6 +155,9 @@ def run_labels(ctx: StageContext) -> dict[str, Any]:
                     "document": c.doc,
                     "label": t,
                     "teacher_score": float(lab.score),
+                    # BM25's score min-max scaled over the query's labelled candidates: a hybrid student's
+                    # input (students.hybrid); a plain student's training ignores it
+                    "first_stage": feature[i],
                 }
                 for i, (c, lab, t) in enumerate(zip(candidates, labels, targets, strict=True))
                 if keep is None or i in keep

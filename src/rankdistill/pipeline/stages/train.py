@@ -56,7 +56,9 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     if not phases:
         raise RankdistillError("no labelled training queries: the labels stage wrote no phase file")
     work = ctx.out / "work"
-    tcfg = cfg.train.train_config(work, cfg.seed, phases, cfg.dataset.data_dir, device=cfg.device)
+    tcfg = cfg.train.train_config(
+        work, cfg.seed, phases, cfg.dataset.data_dir, device=cfg.device, hybrid_depth=cfg.labels.depth
+    )
     (ctx.out / "train_config.json").write_text(json.dumps(tcfg.model_dump(mode="json"), indent=2) + "\n")
     t0 = time.perf_counter()
     if cfg.train.launch:

@@ -102,6 +102,50 @@ def labels_to_probability(labels: torch.Tensor) -> torch.Tensor:
     return labels
 
 
+def split_first_stage(inputs: Sequence[Sequence[Any]]) -> tuple[Sequence[Sequence[Any]], torch.Tensor | None]:
+    """A batch's text columns and, for a hybrid student's rows (a third column, `first_stage`), the
+    normalised first-stage score of each pair (groups flattened like their documents)."""
+    if len(inputs) != 3:
+        return inputs, None
+    column = list(inputs[2])
+    if column and isinstance(column[0], (list, tuple, torch.Tensor)):
+        column = [float(x) for group in column for x in group]
+    return inputs[:2], torch.as_tensor([float(x) for x in column], dtype=torch.float32)
+
+
+def apply_first_stage(model, fwd: PairForward, features: torch.Tensor | None) -> PairForward:
+    """`fwd` with a hybrid student's first-stage term in its logits (`rankdistill.students.hybrid`);
+    rows and student must agree on being hybrid."""
+    from rankdistill.students.hybrid import COLUMN, mix_of
+
+    mix = mix_of(unwrap_model(model))
+    if mix is None and features is None:
+        return fwd
+    if mix is None:
+        raise ValueError(
+            f"the training rows have a {COLUMN!r} column but the student is not hybrid (student.hybrid)"
+        )
+    if features is None:
+        raise ValueError(
+            f"a hybrid student trains on rows with a {COLUMN!r} value (the normalised first-stage score of "
+            "each pair); these rows have none"
+        )
+    if features.numel() != fwd.logits.shape[0]:
+        raise ValueError(f"got {features.numel()} first-stage scores for {fwd.logits.shape[0]} pairs")
+    fwd.logits = mix(fwd.logits, features)
+    return fwd
+
+
+def register_mix(loss: nn.Module, model) -> None:
+    """A loss owns a hybrid student's mix as a submodule: the optimizer is built from the loss's
+    parameters and checkpoints hold the loss's own state (see `students.hybrid.attach_mix`)."""
+    from rankdistill.students.hybrid import mix_of
+
+    mix = mix_of(unwrap_model(model))
+    if mix is not None:
+        loss.first_stage_mix = mix
+
+
 def flatten_groups(inputs: Sequence[Sequence[Any]]) -> tuple[list[str], list[str], list[int] | None]:
     """(queries, documents, group sizes) of a batch. Pair batches (one document per row) give no group
     sizes; grouped batches (a list of documents per query, see `training.data.group_rows`) are
@@ -193,10 +237,13 @@ class DistillationLoss(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        register_mix(self, model)
 
     def forward(self, inputs, labels, prompt: str | None = None, task: str | None = None) -> torch.Tensor:
+        inputs, features = split_first_stage(inputs)
         queries, documents, sizes = flatten_groups(inputs)
         fwd = encode_pairs(self.model, queries, documents, self.needs_hidden_states, sizes)
+        fwd = apply_first_stage(self.model, fwd, features)
         return self.compute(fwd, flatten_labels(labels, sizes))
 
     def compute(self, fwd: PairForward, labels) -> torch.Tensor:  # pragma: no cover - abstract

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from rankdistill.training.losses.base import encode_pairs, flatten_groups, flatten_labels
+from rankdistill.training.losses.base import (
+    apply_first_stage,
+    encode_pairs,
+    flatten_groups,
+    flatten_labels,
+    register_mix,
+    split_first_stage,
+)
 
 
 class CombinedLoss(nn.Module):
@@ -26,6 +33,7 @@ class CombinedLoss(nn.Module):
         self.model = model
         self.losses = nn.ModuleDict({name: loss for name, (loss, _) in losses.items()})
         self.weights = {name: float(w) for name, (_, w) in losses.items()}
+        register_mix(self, model)
 
     def forward(
         self, inputs, labels, prompt: str | None = None, task: str | None = None
@@ -33,9 +41,12 @@ class CombinedLoss(nn.Module):
         shared = [n for n, loss in self.losses.items() if hasattr(loss, "compute")]
         fwd = flat = None
         if shared:
-            queries, documents, sizes = flatten_groups(inputs)
+            texts, features = split_first_stage(inputs)
+            queries, documents, sizes = flatten_groups(texts)
             hidden = any(getattr(self.losses[n], "needs_hidden_states", False) for n in shared)
-            fwd = encode_pairs(self.model, queries, documents, hidden, sizes)
+            fwd = apply_first_stage(
+                self.model, encode_pairs(self.model, queries, documents, hidden, sizes), features
+            )
             flat = flatten_labels(labels, sizes)
         out: dict[str, torch.Tensor] = {}
         for name, loss in self.losses.items():
