@@ -254,7 +254,7 @@ def main() -> None:
                 save_steps=int(tcfg.get("save_steps", 100)),
                 eval_steps=int(tcfg["eval_steps"]) if tcfg.get("eval_steps") else None,
             )
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             summary = train_phases(
                 model,
                 lambda m: build_loss(m, spec["losses"]),
@@ -270,7 +270,7 @@ def main() -> None:
                 settings,
                 evaluator=evaluator,
             )
-            train_s = time.perf_counter() - start
+            train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
             folder = save_student(
                 model, work / "students" / sname / "final", {"losses": spec["losses"], "seed": seed}
             )
@@ -292,6 +292,11 @@ def main() -> None:
                 "hybrid": (mix_of(model).metadata() if mix_of(model) is not None else None),
                 "train_pairs": len(rows1) + len(rows2),
                 "train_seconds": round(train_s, 1),
+                # CPU-seconds of the process (all threads) while training, dev evaluations included, and
+                # where the training began on the dev history's process_cpu_s clock (learning curves)
+                "train_cpu_seconds": round(train_cpu_s, 1),
+                "train_cpu_start": round(cpu_start, 1),
+                "batch_size": settings.batch_size,
                 "train_steps": [p["steps"] for p in summary["phases"]],
                 "dev_history": evaluator.history if evaluator is not None else None,
                 "model_dir": str(folder.relative_to(REPO)),

@@ -73,6 +73,15 @@ class RerankingEvaluator(BaseEvaluator):
         metrics["pairs_per_s"] = pairs_per_s
         log.info("dev evaluation at step %s: %s", steps, metrics)
         metrics = self.prefix_name_to_metrics(metrics, self.name)
-        self.history.append({"epoch": float(epoch), "step": int(steps), **metrics})
+        # the process's CPU-seconds so far (all threads; training and earlier evaluations included): the
+        # x axis of a learning curve in compute rather than steps
+        self.history.append(
+            {
+                "epoch": float(epoch),
+                "step": int(steps),
+                "process_cpu_s": round(time.process_time(), 1),
+                **metrics,
+            }
+        )
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
