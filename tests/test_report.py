@@ -189,3 +189,43 @@ def test_headline_and_table_say_how_much_smaller_the_student_is():
     assert "The student has 22.7M parameters; the teacher's are unknown (API)." in headline(results)
     _, rows = summary_rows(results)
     assert rows[1][-1] == "unknown (API)" and rows[2][-1] == "22.7M"
+
+
+def test_teacher_cost_cold_and_warm_in_headline_and_table():
+    from rankdistill.report.render import headline, summary_rows
+
+    data = _results()
+    teacher_pps = data["systems"][1]["pairs_per_second"]
+    data["systems"][1]["pairs_per_second_cold"] = 30.0
+    data["systems"][2]["pairs_per_second"] = 90.0
+    results = parse_results(data)
+    text = headline(results)
+    assert f"{teacher_pps / 90:.3g}x slower than the teacher" in text
+    assert "Against the teacher cold (nothing cached): 3x as many pairs per second." in text
+    _, rows = summary_rows(results)
+    assert rows[1][-2].endswith("(cold 30.0)")
+    # a teacher that caches nothing: one rate, no cold sentence
+    data["systems"][1]["pairs_per_second_cold"] = teacher_pps
+    assert "cold" not in headline(parse_results(data))
+
+
+def test_cold_teacher_encodes_every_document_again(minilm_dir, tmp_path):
+    """`PointwiseTeacher.cold()`: the bi-encoder's copy keeps no embedding and shares the loaded model;
+    an ensemble's copy is made of its members' cold copies; labels are the same."""
+    from rankdistill.teachers import BiEncoderTeacher, EnsembleTeacher, FirstStageTeacher
+    from rankdistill.teachers.base import Candidate, direct_scorer
+
+    warm = EnsembleTeacher([FirstStageTeacher("bm25"), BiEncoderTeacher(minilm_dir, cache_dir=tmp_path)])
+    cands = [
+        Candidate("q", "vitamin c scurvy", f"d{i}", t, float(3 - i))
+        for i, t in enumerate(["scurvy", "tides", "c"])
+    ]
+    labels = warm.label_candidates(cands, direct_scorer(show_progress=False))
+    cold = warm.cold()
+    bi_warm, bi_cold = warm.members[1], cold.members[1]
+    assert bi_cold is not bi_warm and bi_cold.cache is None and not bi_cold._memory and bi_warm._memory
+    assert bi_cold._model is bi_warm._model
+    again = cold.label_candidates(cands, direct_scorer(show_progress=False))
+    assert [x.score for x in again] == pytest.approx([x.score for x in labels], abs=1e-5)
+    bm25 = FirstStageTeacher("bm25")
+    assert bm25.cold() is bm25  # caches nothing

@@ -46,7 +46,12 @@ def summary_rows(results: EvaluationResults) -> tuple[list[str], list[list[str]]
                 s.name,
                 s.role,
                 *cells,
-                _fmt_rate(s.pairs_per_second),
+                _fmt_rate(s.pairs_per_second)
+                + (
+                    f" (cold {_fmt_rate(s.pairs_per_second_cold)})"
+                    if s.pairs_per_second_cold and s.pairs_per_second_cold != s.pairs_per_second
+                    else ""
+                ),
                 _fmt_params(s.parameters, s.parameters_note),
             ]
         )
@@ -71,10 +76,21 @@ def headline(results: EvaluationResults) -> str:
             text += f" {size}"
     if student.pairs_per_second and teacher is not None and teacher.pairs_per_second:
         ratio = student.pairs_per_second / teacher.pairs_per_second
+        cold = teacher.pairs_per_second_cold
+        cold_ratio = student.pairs_per_second / cold if cold and cold != teacher.pairs_per_second else None
         text += f" {speed_ratio_text(ratio)}"
+        if cold_ratio is not None:
+            text += f" Against the teacher cold (nothing cached): {cold_speed_text(cold_ratio)}."
         if teacher.metrics.get(m):
             text += f" {paid_off_text(student.metrics[m] / teacher.metrics[m], ratio, m)}"
     return text
+
+
+def cold_speed_text(ratio: float) -> str:
+    """The student's throughput against the cold teacher's, in the words of `speed_ratio_text`."""
+    if ratio >= 1:
+        return f"{ratio:.3g}x as many pairs per second"
+    return f"{1 / ratio:.3g}x slower ({ratio:.2g}x its pairs per second)"
 
 
 def size_text(student: SystemResult, teacher: SystemResult) -> str:

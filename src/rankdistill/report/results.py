@@ -38,6 +38,9 @@ class SystemResult(BaseModel):
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]] = Field(default_factory=dict)
     pairs_per_second: float | None = Field(default=None, ge=0)
+    # the teacher's throughput with nothing cached from earlier work (None: not measured; equal to
+    # pairs_per_second for a teacher that caches nothing)
+    pairs_per_second_cold: float | None = Field(default=None, ge=0)
     parameters: int | None = Field(default=None, ge=0)
     parameters_note: str | None = None  # why `parameters` is unknown, e.g. "unknown (API)"
     seconds: float | None = None

@@ -111,6 +111,12 @@ class PointwiseTeacher(ABC):
         candidates or on first-stage scores (the ensemble) override this; others let `scorer` batch."""
         return scorer(self, candidates)
 
+    def cold(self) -> PointwiseTeacher:
+        """The same teacher without what it kept from earlier work (document embeddings), sharing the
+        loaded model: what labelling costs the first time, the cost a report states beside the warm one.
+        Teachers that cache nothing return themselves."""
+        return self
+
     def close(self) -> None:  # noqa: B027  (optional hook: most teachers hold nothing to free)
         """Free the model (and the LLM backend it holds)."""
 

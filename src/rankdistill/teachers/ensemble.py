@@ -110,6 +110,14 @@ class EnsembleTeacher(PointwiseTeacher):
         self.batch_size = min(m.batch_size for m in self.members)
         self.name = name or "+".join(m.name for m in self.members)
 
+    def cold(self) -> EnsembleTeacher:
+        """The ensemble of its members' cold copies (see `PointwiseTeacher.cold`)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.members = [m.cold() for m in self.members]
+        return twin
+
     def identity(self) -> dict[str, Any]:
         return {
             "teacher": "ensemble",
