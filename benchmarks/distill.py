@@ -48,7 +48,13 @@ from rankdistill.teachers.querygen.pseudo import pseudo_queries  # noqa: E402
 from rankdistill.training.data import pairs_from_teacher_run, read_pairs_jsonl, write_pairs_jsonl  # noqa: E402
 from rankdistill.training.evaluator import RerankingEvaluator  # noqa: E402
 from rankdistill.training.losses import build_loss  # noqa: E402
-from rankdistill.training.trainer import Phase, TrainSettings, start_hybrid, train_phases  # noqa: E402
+from rankdistill.training.trainer import (  # noqa: E402
+    Phase,
+    TrainSettings,
+    refit_hybrid,
+    start_hybrid,
+    train_phases,
+)
 from rankdistill.utils import set_seed  # noqa: E402
 
 log = logging.getLogger("distill")
@@ -270,6 +276,9 @@ def main() -> None:
                 settings,
                 evaluator=evaluator,
             )
+            refit = None
+            if spec.get("hybrid") and spec.get("refit", True):
+                refit = refit_hybrid(model, rows1 + rows2, build_loss(model, spec["losses"]), seed=seed)
             train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
             folder = save_student(
                 model, work / "students" / sname / "final", {"losses": spec["losses"], "seed": seed}
@@ -290,6 +299,7 @@ def main() -> None:
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "losses": spec["losses"],
                 "hybrid": (mix_of(model).metadata() if mix_of(model) is not None else None),
+                "hybrid_refit": refit,
                 "train_pairs": len(rows1) + len(rows2),
                 "train_seconds": round(train_s, 1),
                 # CPU-seconds of the process (all threads) while training, dev evaluations included, and

@@ -293,3 +293,35 @@ def test_pipeline_trains_and_evaluates_a_hybrid_student(
     metrics = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
     student = next(s for s in metrics["systems"] if s["role"] == "student")
     assert 0 <= student["metrics"]["nDCG@10"] <= 1
+
+
+def test_refit_sets_the_weight_to_the_optimum_for_the_trained_encoder(trained: dict) -> None:
+    """The refitted weight lowers the MarginMSE objective on the rows to its minimum in the weight alone."""
+    from rankdistill.students import student_scores
+    from rankdistill.training.losses import build_loss
+    from rankdistill.training.trainer import refit_hybrid
+
+    model, rows = trained["model"], trained["rows"]
+    mix = mix_of(model)
+    saved = float(mix.weight.detach())
+    try:
+        enc = student_scores(model, [(r["query"], r["document"]) for r in rows], encoder_only=True)
+
+        def objective(w: float) -> float:
+            total = 0.0
+            for q in {r["query"] for r in rows}:
+                idx = [i for i, r in enumerate(rows) if r["query"] == q]
+                s = np.array([enc[i] + w * rows[i]["first_stage"] for i in idx])
+                t = np.array([rows[i]["label"] / 0.1 for i in idx])
+                total += float((((s - s.mean()) - (t - t.mean())) ** 2).sum())
+            return total
+
+        before, after = refit_hybrid(model, rows, build_loss(model, SPECS), max_queries=100)
+        assert before == pytest.approx(saved) and float(mix.weight.detach()) == pytest.approx(after)
+        assert objective(after) < objective(before)
+        assert objective(after) <= min(objective(after + 0.05), objective(after - 0.05))
+        ranknet = build_loss(model, [{"name": "ranknet"}])
+        assert refit_hybrid(model, rows, ranknet) is None  # scale-free: no optimum to fit
+    finally:
+        with torch.no_grad():
+            mix.weight.fill_(saved)

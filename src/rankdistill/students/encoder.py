@@ -286,12 +286,14 @@ def student_scores(
     batch_size: int = 64,
     show_progress: bool = False,
     first_stage: Sequence[float] | None = None,
+    encoder_only: bool = False,
 ) -> np.ndarray:
     """Scores of (query, document) pairs with an in-memory student (a `CrossEncoder`, e.g. during
     training), through `score_pairs` like a saved student's `Reranker`; the model's train/eval mode is
     restored afterwards (dropout is off while scoring). A hybrid student needs `first_stage`, each pair's
-    raw first-stage score (normalised here per query, `students.hybrid`)."""
-    mix = mix_of(model)
+    raw first-stage score (normalised here per query, `students.hybrid`), unless `encoder_only` asks
+    for the encoder's part of the score alone."""
+    mix = None if encoder_only else mix_of(model)
     if mix is not None and first_stage is None:
         raise RankdistillError(
             "a hybrid student scores with each pair's first-stage score (e.g. BM25's); none was given"

@@ -73,15 +73,17 @@ def normalise_grouped(queries: Sequence[str], scores: Sequence[float], depth: in
     return out
 
 
-def least_squares_weight(
-    groups: Iterable[tuple[Sequence[float], Sequence[float]]], scale: float = 1.0
-) -> float:
-    """The `w` minimising sum over groups of ||centred(labels) * scale - w * centred(features)||^2: the
-    start of the mix, so the encoder learns the residual from step one. `groups`: (labels, features) of
-    each query's rows."""
+def least_squares_weight(groups: Iterable[Sequence[Sequence[float]]], scale: float = 1.0) -> float:
+    """The `w` minimising sum over groups of ||centred(labels * scale - encoder) - w * centred(features)||^2
+    (MarginMSE's objective in `w` alone). `groups`: (labels, features) of each query's rows, or (labels,
+    features, encoder scores): without encoder scores it is the start of the mix, so the encoder learns
+    the residual from step one; with them, the best weight for a trained encoder."""
     num = den = 0.0
-    for labels, feats in groups:
+    for group in groups:
+        labels, feats = group[0], group[1]
         y = np.asarray(labels, dtype=np.float64) * scale
+        if len(group) > 2:
+            y = y - np.asarray(group[2], dtype=np.float64)
         x = np.asarray(feats, dtype=np.float64)
         if y.size < 2:
             continue

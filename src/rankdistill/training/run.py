@@ -26,6 +26,7 @@ from rankdistill.training.trainer import (
     Phase,
     TrainSettings,
     is_main_process,
+    refit_hybrid,
     start_hybrid,
     train_phases,
     wait_for_everyone,
@@ -325,6 +326,11 @@ def train_from_config(cfg: TrainConfig) -> Path:
         )
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
     summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)
+    refit = None
+    if cfg.student.hybrid:  # the first-stage weight's optimum for the trained encoder
+        refit = refit_hybrid(
+            model, [r for p in phases for r in p.rows], build_loss(model, specs), seed=cfg.seed
+        )
     final = out / "final"
     if main:
         save(
@@ -338,6 +344,7 @@ def train_from_config(cfg: TrainConfig) -> Path:
                 ],
                 "seed": cfg.seed,
                 "config_hash": config_hash(cfg),
+                **({"first_stage_refit": {"trained": refit[0], "refitted": refit[1]}} if refit else {}),
             },
         )
         if evaluator is not None:

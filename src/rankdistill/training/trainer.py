@@ -466,9 +466,21 @@ def start_hybrid(model, rows: Sequence[dict[str, Any]], loss: nn.Module, depth: 
     """Make `model` a hybrid student (`rankdistill.students.hybrid`) whose first-stage weight starts at
     the least-squares fit of the rows' group-centred labels on their feature, in the units of `loss`
     (labels over its temperature, when it has one): the encoder then starts on the residual."""
-    from rankdistill.students.hybrid import COLUMN, FirstStageMix, attach_mix, least_squares_weight
+    from rankdistill.students.hybrid import FirstStageMix, attach_mix, least_squares_weight
 
-    groups: dict[str, tuple[list[float], list[float]]] = {}
+    groups = _hybrid_groups(rows)
+    weight = least_squares_weight(
+        [(labels, feats) for labels, feats, _ in groups.values()], _label_scale(loss)
+    )
+    log.info("hybrid student: first-stage weight starts at %.4f (depth %d)", weight, depth)
+    return attach_mix(model, FirstStageMix(weight, depth))
+
+
+def _hybrid_groups(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[list[float], list[float], list[str]]]:
+    """Each query's (labels, first-stage features, documents) of a hybrid student's rows."""
+    from rankdistill.students.hybrid import COLUMN
+
+    groups: dict[str, tuple[list[float], list[float], list[str]]] = {}
     for i, r in enumerate(rows):
         if COLUMN not in r:
             raise RankdistillError(
@@ -477,15 +489,52 @@ def start_hybrid(model, rows: Sequence[dict[str, Any]], loss: nn.Module, depth: 
             )
         label = r["label"]
         value = label[1] - label[0] if isinstance(label, (list, tuple)) else label
-        labels, feats = groups.setdefault(r["query"], ([], []))
+        labels, feats, docs = groups.setdefault(r["query"], ([], [], []))
         labels.append(float(value))
         feats.append(float(r[COLUMN]))
+        docs.append(r["document"])
+    return groups
+
+
+def _label_scale(loss: nn.Module) -> float:
+    """What the loss multiplies labels by before comparing them with scores (1 / its temperature)."""
     temperatures = [
         float(m.temperature)
         for m in loss.modules()
         if isinstance(getattr(m, "temperature", None), (int, float))
     ]
-    scale = 1.0 / temperatures[0] if temperatures else 1.0
-    weight = least_squares_weight(groups.values(), scale)
-    log.info("hybrid student: first-stage weight starts at %.4f (depth %d)", weight, depth)
-    return attach_mix(model, FirstStageMix(weight, depth))
+    return 1.0 / temperatures[0] if temperatures else 1.0
+
+
+def refit_hybrid(
+    model, rows: Sequence[dict[str, Any]], loss: nn.Module, max_queries: int = 256, seed: int = 0
+):
+    """After training, a hybrid student's first-stage weight set to the least-squares optimum for its
+    trained encoder on a seeded sample of the training queries (MarginMSE's objective in the weight
+    alone). Why: the weight is one parameter among millions and moves by about the learning rate a step,
+    so training leaves it near its start although the encoder has changed what it needs. Only for losses
+    that compare score margins with label margins (`margin_mse`): a scale-free loss (RankNet, ListNet)
+    has no such optimum. Returns (weight before, weight after); None when not refitted."""
+    import random
+
+    from rankdistill.students.encoder import student_scores
+    from rankdistill.students.hybrid import least_squares_weight, mix_of
+    from rankdistill.training.losses.margin_mse import MarginMSELoss
+
+    mix = mix_of(model)
+    if mix is None or not any(isinstance(m, MarginMSELoss) for m in loss.modules()):
+        return None
+    groups = _hybrid_groups(rows)
+    queries = sorted(groups)
+    queries = sorted(random.Random(seed).sample(queries, min(max_queries, len(queries))))
+    pairs = [(q, d) for q in queries for d in groups[q][2]]
+    scores = iter(student_scores(model, pairs, encoder_only=True).tolist())
+    sample = [(groups[q][0], groups[q][1], [next(scores) for _ in groups[q][2]]) for q in queries]
+    before = float(mix.weight.detach())
+    after = least_squares_weight(sample, _label_scale(loss))
+    with torch.no_grad():
+        mix.weight.fill_(after)
+    log.info(
+        "hybrid student: first-stage weight refitted %.4f -> %.4f on %d queries", before, after, len(queries)
+    )
+    return before, after
