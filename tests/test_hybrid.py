@@ -123,7 +123,7 @@ def trained(minilm_dir: Path, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("hybrid")
     rows = _rows()
     model = load_encoder_student(minilm_dir, num_layers=1, max_length=48, seed=3, device="cpu")
-    mix = start_hybrid(model, rows, build_loss(model, SPECS), depth=30)
+    mix = start_hybrid(model, rows, build_loss(model, SPECS), depth=30, start="fit")
     start = float(mix.weight.detach())
     settings = TrainSettings(
         epochs=1, batch_size=8, learning_rate=5e-2, seed=3, save_steps=1, logging_steps=1
@@ -199,6 +199,17 @@ def test_reranker_adds_the_first_stage_term(trained: dict) -> None:
         reranker.rerank(QUERY, DOCS)
     with pytest.raises(RankdistillError, match="hybrid student"):
         student_scores(trained["model"], pairs)
+
+
+def test_weight_starts_at_zero_by_default(minilm_dir: Path) -> None:
+    from rankdistill.students import load_encoder_student
+    from rankdistill.training.losses import build_loss
+    from rankdistill.training.trainer import start_hybrid
+
+    model = load_encoder_student(minilm_dir, num_layers=1, max_length=32, seed=0, device="cpu")
+    assert float(start_hybrid(model, _rows(2), build_loss(model, SPECS), depth=30).weight.detach()) == 0.0
+    with pytest.raises(ValueError, match="start must be one of"):
+        start_hybrid(model, _rows(2), build_loss(model, SPECS), depth=30, start="ls")
 
 
 def test_rows_and_student_must_agree(minilm_dir: Path) -> None:

@@ -80,6 +80,9 @@ class StudentConfig(_Strict):
     # `first_stage` value, and so does every reranking with the trained student
     hybrid: bool = False
     hybrid_depth: int = Field(default=30, ge=2)
+    # its weight starts at 0 and is refitted after training, or at the least-squares fit (see
+    # rankdistill.training.trainer.start_hybrid for what each gave)
+    hybrid_start: Literal["zero", "fit"] = "zero"
 
     @model_validator(mode="before")
     @classmethod

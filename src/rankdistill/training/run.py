@@ -322,7 +322,11 @@ def train_from_config(cfg: TrainConfig) -> Path:
     specs = [spec.model_dump() for spec in cfg.losses]
     if cfg.student.hybrid:
         start_hybrid(
-            model, [r for p in phases for r in p.rows], build_loss(model, specs), cfg.student.hybrid_depth
+            model,
+            [r for p in phases for r in p.rows],
+            build_loss(model, specs),
+            cfg.student.hybrid_depth,
+            cfg.student.hybrid_start,
         )
     evaluator = dev_evaluator(cfg.dev, cfg.seed, cfg.data_dir) if cfg.dev is not None else None
     summary = train_phases(model, lambda m: build_loss(m, specs), phases, out, evaluator=evaluator)

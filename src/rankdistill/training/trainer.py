@@ -462,17 +462,29 @@ def train_phases(
     return summary
 
 
-def start_hybrid(model, rows: Sequence[dict[str, Any]], loss: nn.Module, depth: int):
-    """Make `model` a hybrid student (`rankdistill.students.hybrid`) whose first-stage weight starts at
-    the least-squares fit of the rows' group-centred labels on their feature, in the units of `loss`
-    (labels over its temperature, when it has one): the encoder then starts on the residual."""
+#: how a hybrid student's first-stage weight starts (`start_hybrid`)
+HYBRID_STARTS = ("zero", "fit")
+
+
+def start_hybrid(model, rows: Sequence[dict[str, Any]], loss: nn.Module, depth: int, start: str = "zero"):
+    """Make `model` a hybrid student (`rankdistill.students.hybrid`). Its first-stage weight starts at
+    0 (`start="zero"`: the encoder learns the teacher's whole score, as a plain student, and `refit_hybrid`
+    sets the weight once it is trained) or at the least-squares fit of the rows' group-centred labels on
+    the feature in the units of `loss` (`"fit"`: the encoder starts on the residual). Measured on scifact
+    (README, "The distillation experiment"): with "fit" a MiniLM-L6 encoder never left its initial
+    plateau in 19k pairs (its score stayed constant and the student ranked exactly as BM25): what BM25
+    misses is a weaker, harder signal to start from than the teacher's whole score."""
     from rankdistill.students.hybrid import FirstStageMix, attach_mix, least_squares_weight
 
+    if start not in HYBRID_STARTS:
+        raise ValueError(f"start must be one of {HYBRID_STARTS}, got {start!r}")
     groups = _hybrid_groups(rows)
-    weight = least_squares_weight(
-        [(labels, feats) for labels, feats, _ in groups.values()], _label_scale(loss)
-    )
-    log.info("hybrid student: first-stage weight starts at %.4f (depth %d)", weight, depth)
+    weight = 0.0
+    if start == "fit":
+        weight = least_squares_weight(
+            [(labels, feats) for labels, feats, _ in groups.values()], _label_scale(loss)
+        )
+    log.info("hybrid student: first-stage weight starts at %.4f (%s, depth %d)", weight, start, depth)
     return attach_mix(model, FirstStageMix(weight, depth))
 
 
