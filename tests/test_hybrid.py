@@ -187,6 +187,14 @@ def test_reranker_adds_the_first_stage_term(trained: dict) -> None:
         student_scores(trained["model"], pairs, first_stage=first), plain + weight * feature, atol=1e-4
     )
     assert reranker.info()["first_stage"]["weight"] == pytest.approx(weight)
+    # pairs of several queries in one call: each query's scores are scaled among its own pairs
+    other = [("tides and the moon", d) for d in DOCS]
+    both = reranker.score(pairs + other, first_stage=first + [100.0, 400.0, 200.0, 300.0])
+    np.testing.assert_allclose(both[:4], plain + weight * feature, atol=1e-4)
+    plain_other = CrossEncoder(str(folder), device="cpu").predict(other, activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(
+        both[4:], plain_other + weight * normalise_first_stage([100.0, 400.0, 200.0, 300.0], 30), atol=1e-4
+    )
     # rerank: scores as keyword or as each document's 'score'; the order follows the sum
     expected = [int(i) for i in np.argsort(-(plain + weight * feature), kind="stable")]
     by_keyword = reranker.rerank(QUERY, DOCS, first_stage=first)

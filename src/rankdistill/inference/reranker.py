@@ -339,7 +339,7 @@ class Reranker:
         where that was chosen: no fp32 rescoring here, use `rerank` for an exact top-k). `exact=True`
         scores with the fp32 copy instead when the reranker keeps one. A hybrid student needs
         `first_stage`: each pair's first-stage score, normalised per query over the pairs of that query."""
-        extra = self.first_stage_terms([q for q, _ in pairs], first_stage, [len(pairs)])
+        extra = self.first_stage_terms([q for q, _ in pairs], first_stage)  # grouped by query text
         backend = self.rescore_backend if exact and self.rescore_backend is not None else self.backend
         scores = self._score_with(backend, pairs, long_docs, batch_size, show_progress)
         return scores if extra is None else [s + e for s, e in zip(scores, extra, strict=True)]
