@@ -90,7 +90,9 @@ def rerank_student(model, queries, run: Run, corpus, batch_size: int) -> tuple[R
     return Run(out, name="student"), len(pairs) / elapsed
 
 
-def refit_after(res: dict, spec: dict, rows: list, folder: Path, bm25_run: Run, qrels, seed: int) -> dict:
+def refit_after(
+    res: dict, spec: dict, rows: list, folder: Path, candidates: Run, bm25_run: Run, qrels, seed: int
+) -> dict:
     """`refit_hybrid` on a saved hybrid student, its test run shifted to the refitted weight."""
     from rankdistill.data.trec import read_run
     from rankdistill.students import load_student
@@ -100,8 +102,8 @@ def refit_after(res: dict, spec: dict, rows: list, folder: Path, bm25_run: Run, 
     model = load_student(REPO / res["model_dir"], device="cpu")
     before, after = refit_hybrid(model, rows, build_loss(model, spec["losses"]), seed=seed)
     run = read_run(folder / "test.run")
-    keys = [(q, d) for q in bm25_run.query_ids for d in bm25_run[q]]
-    feats = normalise_grouped([q for q, _ in keys], [bm25_run[q][d] for q, d in keys], mix_of(model).depth)
+    keys = [(q, d) for q in candidates.query_ids for d in candidates[q]]
+    feats = normalise_grouped([q for q, _ in keys], [candidates[q][d] for q, d in keys], mix_of(model).depth)
     shifted = Run({q: dict(run[q]) for q in run.query_ids}, name="student")
     for (q, d), f in zip(keys, feats, strict=True):
         shifted.scores[q][d] += (after - before) * float(f)
@@ -117,6 +119,27 @@ def refit_after(res: dict, spec: dict, rows: list, folder: Path, bm25_run: Run, 
     out["hybrid"] = mix_of(model).metadata()
     out["hybrid_refit"] = [before, after]
     out["before_refit"] = {k: res[k] for k in MEASURES}
+    return out
+
+
+def hybrid_variants(res: dict, folder: Path, candidates: Run, qrels) -> dict:
+    """A hybrid student's test metrics with its encoder alone (weight 0) and with the weight training left
+    (before the refit), from its test run: the weight only adds weight x feature to each reranked pair."""
+    from rankdistill.data.trec import read_run
+    from rankdistill.students.hybrid import normalise_grouped
+
+    before, after = res["hybrid_refit"]
+    run = read_run(folder / "test.run")
+    keys = [(q, d) for q in candidates.query_ids for d in candidates[q]]
+    feats = normalise_grouped(
+        [q for q, _ in keys], [candidates[q][d] for q, d in keys], int(res["hybrid"]["depth"])
+    )
+    out = {}
+    for name, weight in (("encoder_alone", 0.0), ("before_refit", before)):
+        shifted = Run({q: dict(run[q]) for q in run.query_ids}, name=name)
+        for (q, d), f in zip(keys, feats, strict=True):
+            shifted.scores[q][d] += (weight - after) * float(f)
+        out[name] = {**metrics(shifted, qrels), "weight": weight}
     return out
 
 
@@ -379,11 +402,16 @@ def main() -> None:
                 spec,
                 rows1 + rows2,
                 work / "students" / sname,
+                rerank_cands,
                 bm25_run,
                 qrels,
                 seed,
             )
             res_path.write_text(json.dumps(result["students"][sname], indent=1) + "\n")
+        student = result["students"][sname]
+        if student.get("hybrid_refit") and "encoder_alone" not in student:
+            student.update(hybrid_variants(student, work / "students" / sname, rerank_cands, qrels))
+            res_path.write_text(json.dumps(student, indent=1) + "\n")
         log.info("student %s %s", sname, result["students"][sname])
 
     # targets of issue 5
