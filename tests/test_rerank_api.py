@@ -19,10 +19,11 @@ from http_helpers import ThreadedServer
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from http_helpers import UvicornServer  # noqa: E402
 from rankdistill.inference.reranker import Reranker  # noqa: E402
 from rankdistill.server.app import create_app  # noqa: E402
 from rankdistill.teachers import RerankAPIError, RerankAPITeacher, load_teacher, teacher_config  # noqa: E402
-from test_server import DOCS, QUERY, _Server  # noqa: E402
+from test_server import DOCS, QUERY  # noqa: E402
 
 KEY = "sk-rerank-test-secret"
 QUERY2 = "what causes ocean tides"
@@ -36,7 +37,7 @@ def reranker(cross_encoder_dir):
 
 @pytest.fixture(scope="module")
 def base_url(reranker):
-    with _Server(create_app(reranker, api_key=KEY, max_documents=8, max_wait_ms=5)) as url:
+    with UvicornServer(create_app(reranker, api_key=KEY, max_documents=8, max_wait_ms=5)) as url:
         yield url
 
 

@@ -17,10 +17,11 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from http_helpers import UvicornServer  # noqa: E402
 from rankdistill.inference.reranker import Reranker  # noqa: E402
 from rankdistill.server.app import create_app  # noqa: E402
 from rankdistill.server.batching import MicroBatcher  # noqa: E402
-from test_server import DOCS, QUERY, _Server  # noqa: E402
+from test_server import DOCS, QUERY  # noqa: E402
 
 LIMITS = dict(
     max_documents=400,
@@ -41,7 +42,7 @@ def reranker(cross_encoder_dir):
 
 @pytest.fixture(scope="module")
 def server(reranker):
-    with _Server(create_app(reranker, **LIMITS)) as url:
+    with UvicornServer(create_app(reranker, **LIMITS)) as url:
         yield url
 
 
@@ -218,7 +219,7 @@ def test_a_500_carries_an_error_id_and_the_detail_goes_to_the_log(cross_encoder_
     closed = Reranker.load(cross_encoder_dir, dtype="fp32")
     closed.close()  # a real fault: the model is gone, scoring raises inside the model thread
     caplog.set_level(logging.ERROR, logger="rankdistill")
-    with _Server(create_app(closed, max_wait_ms=0)) as url:
+    with UvicornServer(create_app(closed, max_wait_ms=0)) as url:
         r = httpx.post(f"{url}/rerank", json={"query": "q", "documents": ["d"]}, timeout=60)
         assert r.status_code == 500
         error_id = r.json()["error_id"]
