@@ -96,17 +96,12 @@ def refit_after(
     """`refit_hybrid` on a saved hybrid student, its test run shifted to the refitted weight."""
     from rankdistill.data.trec import read_run
     from rankdistill.students import load_student
-    from rankdistill.students.hybrid import normalise_grouped
     from rankdistill.students.metadata import read_metadata, write_metadata
 
     model = load_student(REPO / res["model_dir"], device="cpu")
     before, after = refit_hybrid(model, rows, build_loss(model, spec["losses"]), seed=seed)
     run = read_run(folder / "test.run")
-    keys = [(q, d) for q in candidates.query_ids for d in candidates[q]]
-    feats = normalise_grouped([q for q, _ in keys], [candidates[q][d] for q, d in keys], mix_of(model).depth)
-    shifted = Run({q: dict(run[q]) for q in run.query_ids}, name="student")
-    for (q, d), f in zip(keys, feats, strict=True):
-        shifted.scores[q][d] += (after - before) * float(f)
+    shifted = shift_weight(run, candidates, mix_of(model).depth, after - before, "student")
     write_run(shifted, folder / "test.run")
     meta = read_metadata(REPO / res["model_dir"])
     meta["first_stage"] = mix_of(model).metadata()
@@ -122,23 +117,29 @@ def refit_after(
     return out
 
 
+def shift_weight(run: Run, candidates: Run, depth: int, delta: float, name: str) -> Run:
+    """A hybrid student's test run as it would score with its first-stage weight changed by `delta`:
+    each reranked pair moves by delta x its feature (the encoder's part is unchanged)."""
+    from rankdistill.students.hybrid import normalise_grouped
+
+    keys = [(q, d) for q in candidates.query_ids for d in candidates[q]]
+    feats = normalise_grouped([q for q, _ in keys], [candidates[q][d] for q, d in keys], depth)
+    shifted = Run({q: dict(run[q]) for q in run.query_ids}, name=name)
+    for (q, d), f in zip(keys, feats, strict=True):
+        shifted.scores[q][d] += delta * float(f)
+    return shifted
+
+
 def hybrid_variants(res: dict, folder: Path, candidates: Run, qrels) -> dict:
     """A hybrid student's test metrics with its encoder alone (weight 0) and with the weight training left
     (before the refit), from its test run: the weight only adds weight x feature to each reranked pair."""
     from rankdistill.data.trec import read_run
-    from rankdistill.students.hybrid import normalise_grouped
 
     before, after = res["hybrid_refit"]
     run = read_run(folder / "test.run")
-    keys = [(q, d) for q in candidates.query_ids for d in candidates[q]]
-    feats = normalise_grouped(
-        [q for q, _ in keys], [candidates[q][d] for q, d in keys], int(res["hybrid"]["depth"])
-    )
     out = {}
     for name, weight in (("encoder_alone", 0.0), ("before_refit", before)):
-        shifted = Run({q: dict(run[q]) for q in run.query_ids}, name=name)
-        for (q, d), f in zip(keys, feats, strict=True):
-            shifted.scores[q][d] += (weight - after) * float(f)
+        shifted = shift_weight(run, candidates, int(res["hybrid"]["depth"]), weight - after, name)
         out[name] = {**metrics(shifted, qrels), "weight": weight}
     return out
 

@@ -17,11 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from http_helpers import ThreadedServer
 from rankdistill.data.types import Document
 from rankdistill.errors import RankdistillError
 from rankdistill.labels import LabelStore, label_candidates
@@ -42,7 +43,7 @@ def logprob(*parts: str) -> float:
     return -((h % 5000) / 1000.0) - 0.01
 
 
-class SlowServer:
+class SlowServer(ThreadedServer):
     """An OpenAI-compatible stand-in: /models, /completions (echo log-probabilities, top log-probabilities,
     generation); /chat and /props answer 404. Requests whose prompt holds ``[[doc-N]]`` sleep
     `delay(N)` seconds and are logged as (start, end, N). With `fail_from`, the fail_from-th such request
@@ -107,10 +108,8 @@ class SlowServer:
                     srv.log.append((t0, time.monotonic(), n))
                 self.send(400 if failing else 200, payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.serve(Handler, "/v1")
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @staticmethod
     def answer(body: dict, prompt: str) -> dict:
@@ -142,14 +141,6 @@ class SlowServer:
         with self.lock:
             self.log.clear()
             self.peak = self.active = self.started = 0
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
